@@ -1,0 +1,228 @@
+//! Gateway configuration: a TOML file (`--config`) with command-line overrides.
+//!
+//! Unknown keys are errors, so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default MQTT over TCP listener.
+pub const DEFAULT_MQTT: &str = "0.0.0.0:1883";
+/// Default HTTP (dashboard and WebSocket) listener.
+pub const DEFAULT_HTTP: &str = "0.0.0.0:8080";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./switchboard-data";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where durable state lives.
+    pub data_dir: PathBuf,
+    /// The built dashboard (trunk's `dist/`).
+    pub www: PathBuf,
+    /// Listening sockets.
+    pub listeners: Listeners,
+    /// MQTT broker limits and behaviour.
+    pub broker: BrokerConfig,
+}
+
+/// Listening sockets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listeners {
+    /// MQTT over TCP.
+    pub mqtt: Vec<SocketAddr>,
+    /// HTTP: dashboard, `/healthz`, MQTT over WebSocket at `/mqtt`.
+    pub http: Vec<SocketAddr>,
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Self {
+            mqtt: vec![DEFAULT_MQTT.parse().expect("valid default address")],
+            http: vec![DEFAULT_HTTP.parse().expect("valid default address")],
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            www: default_www(),
+            listeners: Listeners::default(),
+            broker: BrokerConfig::default(),
+        }
+    }
+}
+
+/// The `[broker]` table: MQTT limits and behaviour. Every key is optional; the defaults suit a
+/// household gateway with a few thousand clients.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Most simultaneous MQTT connections (all transports together); further connections are
+    /// closed right after accept.
+    pub max_connections: usize,
+    /// Seconds a new connection has to send its CONNECT before it is closed.
+    pub connect_timeout: u64,
+    /// Largest packet accepted from a client, in bytes (advertised as Maximum Packet Size in v5
+    /// CONNACK). A larger packet closes the connection (v5: DISCONNECT 0x95).
+    pub max_packet_size: u32,
+    /// Longest client identifier accepted, in bytes (longer ones: CONNACK 0x85 / v3 0x02).
+    pub max_client_id_len: usize,
+    /// Most levels in a topic name or filter (more: the PUBLISH or subscription is refused).
+    pub max_topic_levels: usize,
+    /// Largest keep alive granted, in seconds. A v5 client asking for more, or for 0 (none), is
+    /// told this value as Server Keep Alive; a v3 client asking for more is held to this value.
+    pub max_keepalive: u16,
+    /// Receive Maximum advertised to v5 clients: QoS 1/2 publications a client may have
+    /// unacknowledged towards the broker. Exceeding it closes the connection with 0x93.
+    pub receive_maximum: u16,
+    /// Most QoS 1/2 messages in flight from the broker to one client (the client's own Receive
+    /// Maximum lowers it further).
+    pub max_inflight: u16,
+    /// Most messages waiting in one session's queue (online or offline) beyond the in-flight
+    /// window. When full, a QoS 0 message is dropped first, else the new message; drops are
+    /// counted.
+    pub max_queued_messages: usize,
+    /// Most payload bytes waiting in one session's queue (same drop policy).
+    pub max_queued_bytes: usize,
+    /// Topic Alias Maximum advertised to v5 clients (aliases the broker accepts inbound).
+    pub topic_alias_maximum: u16,
+    /// Largest session expiry interval granted to v5 clients, in seconds.
+    pub max_session_expiry: u32,
+    /// Seconds between refreshes of the retained `$SYS/broker/...` topics; 0 disables them.
+    pub sys_interval: u64,
+    /// Topic filters nobody may subscribe to (SUBACK 0x80, v5 0x87). A subscription is refused
+    /// when its filter equals one of these or one of these matches it.
+    pub deny_subscribe: Vec<String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            connect_timeout: 10,
+            max_packet_size: 1 << 20,
+            max_client_id_len: 256,
+            max_topic_levels: 64,
+            max_keepalive: u16::MAX,
+            receive_maximum: 100,
+            max_inflight: 100,
+            max_queued_messages: 1000,
+            max_queued_bytes: 16 << 20,
+            topic_alias_maximum: 32,
+            max_session_expiry: u32::MAX,
+            sys_interval: 10,
+            deny_subscribe: Vec::new(),
+        }
+    }
+}
+
+/// Errors reading a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        source: Box<toml::de::Error>,
+    },
+}
+
+impl Config {
+    /// Reads a TOML configuration file.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] when the file cannot be read, [`ConfigError::Parse`] when it is not
+    /// valid (unknown keys included).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Parses a TOML document.
+    ///
+    /// # Errors
+    /// The TOML error, naming the line, when the text is invalid.
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+/// The dashboard directory used when none is configured: `./dist` when it exists (running from
+/// the workspace root), else the workspace's `dist/` next to this crate.
+fn default_www() -> PathBuf {
+    let local = PathBuf::from("dist");
+    if local.is_dir() {
+        return local;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("dist")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.listeners.mqtt, vec![DEFAULT_MQTT.parse().unwrap()]);
+        assert_eq!(config.listeners.http, vec![DEFAULT_HTTP.parse().unwrap()]);
+        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn listeners_are_read() {
+        let config = Config::from_toml(
+            "[listeners]\nmqtt = [\"127.0.0.1:0\", \"[::1]:1884\"]\nhttp = [\"127.0.0.1:9000\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.listeners.mqtt.len(), 2);
+        assert_eq!(config.listeners.http[0].port(), 9000);
+    }
+
+    #[test]
+    fn broker_table_is_read() {
+        let config = Config::from_toml(
+            "[broker]\ndeny_subscribe = [\"test/nosubscribe\"]\nmax_keepalive = 60\n",
+        )
+        .unwrap();
+        assert_eq!(config.broker.max_keepalive, 60);
+        assert_eq!(
+            config.broker.deny_subscribe,
+            vec!["test/nosubscribe".to_owned()]
+        );
+        assert_eq!(config.broker.max_packet_size, 1 << 20);
+        assert!(Config::from_toml("[broker]\nmax_keepalives = 1\n").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_line() {
+        let err = Config::from_toml("data_dir = \"x\"\n[listeners]\nmqqt = []\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("mqqt"), "{text}");
+        assert!(text.contains("line 3"), "{text}");
+    }
+}

@@ -1,0 +1,93 @@
+//! `cargo xtask`: Switchboard's build, demo and test automation.
+//!
+//! - `cargo xtask setup [--demo]`: installs what is missing (idempotent) and says what it does.
+//! - `cargo xtask demo [ARGS]`: setup, `trunk build --release`, then `switchboard demo` serving it.
+//! - `cargo xtask test`: every check CI runs, ending with the runners' summary lines.
+//!
+//! Everything the project needs on a fresh machine is installed from here, so the README's two
+//! commands stay true.
+
+mod runner;
+mod setup;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => {
+            let scope = if args.iter().any(|a| a == "--demo") {
+                setup::Scope::Demo
+            } else {
+                setup::Scope::Test
+            };
+            setup::run(&root, scope)
+        }
+        Some("demo") => demo(&root, &args[1..]),
+        Some("test") => test::run(&root),
+        Some("dist") => setup::run(&root, setup::Scope::Demo).and_then(|()| build_dist(&root)),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 setup [--demo]  install missing tools (all test tools, or only what the demo needs)\n  \
+                 demo [ARGS]     build the dashboard and run `switchboard demo ARGS`\n  \
+                 dist            build the dashboard into dist/ (trunk build --release)\n  \
+                 test            run every check (formatting, lints, tests, browser tests, builds)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error type of every xtask step: a message for a person.
+pub(crate) type Result<T = ()> = std::result::Result<T, String>;
+
+/// The workspace root: the parent of this crate's directory.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+/// `trunk build --release` into `dist/`.
+fn build_dist(root: &Path) -> Result {
+    runner::Step::new("trunk build --release", "trunk")
+        .args(["build", "--release"])
+        .current_dir(root)
+        .env_path(setup::tool_path(root))
+        .run_checked()
+}
+
+fn demo(root: &Path, args: &[String]) -> Result {
+    setup::run(root, setup::Scope::Demo)?;
+    build_dist(root)?;
+    println!("[demo] starting the gateway with simulated plugs (Ctrl-C to stop)");
+    let mut gateway_args = vec![
+        "run".to_owned(),
+        "--release".to_owned(),
+        "--quiet".to_owned(),
+        "--package".to_owned(),
+        "switchboard".to_owned(),
+        "--".to_owned(),
+        "demo".to_owned(),
+        "--www".to_owned(),
+        root.join("dist").display().to_string(),
+    ];
+    gateway_args.extend(args.iter().cloned());
+    runner::Step::new("switchboard demo", "cargo")
+        .args(gateway_args)
+        .current_dir(root)
+        .run_checked()
+}

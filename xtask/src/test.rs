@@ -1,0 +1,176 @@
+//! `cargo xtask test`: every check, in the order a failure is cheapest to see.
+//!
+//! Every step runs even when an earlier one failed, so one run shows everything that is wrong;
+//! the command fails if any step failed. It ends with a table of steps and one total of the
+//! tests the runners reported.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::Result;
+use crate::runner::{Counts, Step};
+use crate::setup::{self, Scope};
+
+/// The crates that build for the browser.
+const WASM_CRATES: [&str; 4] = [
+    "switchboard-mqtt",
+    "switchboard-devices",
+    "switchboard-client",
+    "switchboard-www",
+];
+
+pub(crate) fn run(root: &Path) -> Result {
+    setup::run(root, Scope::Test)?;
+    let path = setup::tool_path(root);
+    let wasm = "wasm32-unknown-unknown";
+
+    let mut steps = vec![
+        Step::new("cargo fmt --check", "cargo").args(["fmt", "--all", "--", "--check"]),
+        Step::new("clippy (host)", "cargo").args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+        Step::new("clippy (wasm32)", "cargo")
+            .args(["clippy", "--target", wasm])
+            .args(WASM_CRATES.iter().flat_map(|c| ["-p", c]))
+            .args(["--", "-D", "warnings"]),
+        Step::new("build switchboard-mqtt for wasm32", "cargo").args([
+            "build",
+            "-p",
+            "switchboard-mqtt",
+            "--target",
+            wasm,
+        ]),
+    ];
+    if root.join("mqtt/fuzz/Cargo.toml").exists() {
+        steps.push(Step::new("build the fuzz targets", "cargo").args([
+            "build",
+            "--manifest-path",
+            "mqtt/fuzz/Cargo.toml",
+        ]));
+    }
+    steps.push(Step::new("tests (nextest)", "cargo").args([
+        "nextest",
+        "run",
+        "--workspace",
+        "--no-fail-fast",
+    ]));
+    steps.push(Step::new("doc tests", "cargo").args(["test", "--workspace", "--doc"]));
+    for (package, test) in wasm_test_targets(root) {
+        steps.push(
+            Step::new(
+                &format!("wasm tests in headless Chromium ({package})"),
+                "cargo",
+            )
+            .args(["test", "--target", wasm, "-p", &package, "--test", &test])
+            .env("CHROMEDRIVER", "/usr/bin/chromedriver")
+            .env(
+                "WASM_BINDGEN_TEST_WEBDRIVER_JSON",
+                root.join("webdriver.json"),
+            )
+            .env("WASM_BINDGEN_TEST_TIMEOUT", "120"),
+        );
+    }
+    steps.push(Step::new("trunk build --release", "trunk").args(["build", "--release"]));
+
+    let mut results = Vec::new();
+    let mut total = Counts::default();
+    for step in steps {
+        let step = step.current_dir(root).env_path(path.clone());
+        let name = step.name().to_owned();
+        let outcome = step.run();
+        total.add(outcome.counts);
+        if outcome.success && name.starts_with("trunk build") {
+            print_dist_sizes(root);
+        }
+        results.push((name, outcome.success, outcome.elapsed));
+    }
+
+    println!("\n==> summary");
+    for (name, success, elapsed) in &results {
+        let mark = if *success { "ok  " } else { "FAIL" };
+        println!("  {mark} {name} ({})", seconds(*elapsed));
+    }
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|(_, success, _)| !success)
+        .map(|(name, _, _)| name.as_str())
+        .collect();
+    println!(
+        "steps: {} passed, {} failed",
+        results.len() - failed.len(),
+        failed.len()
+    );
+    println!("tests: {} passed, {} failed", total.passed, total.failed);
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("failed steps: {}", failed.join(", ")))
+    }
+}
+
+/// `(package, test target)` for every `tests/wasm*.rs` of the browser crates.
+fn wasm_test_targets(root: &Path) -> Vec<(String, String)> {
+    let dirs = [
+        ("switchboard-mqtt", "mqtt"),
+        ("switchboard-devices", "devices"),
+        ("switchboard-client", "client-wasm"),
+        ("switchboard-www", "www"),
+    ];
+    let mut targets = Vec::new();
+    for (package, dir) in dirs {
+        let Ok(entries) = std::fs::read_dir(root.join(dir).join("tests")) else {
+            continue;
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.starts_with("wasm") && n.ends_with(".rs"))
+            .map(|n| n.trim_end_matches(".rs").to_owned())
+            .collect();
+        names.sort();
+        targets.extend(names.into_iter().map(|n| (package.to_owned(), n)));
+    }
+    targets
+}
+
+/// Prints the dashboard's transfer size: each file in dist/ gzipped at level 9.
+fn print_dist_sizes(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root.join("dist")) else {
+        return;
+    };
+    let mut total = 0u64;
+    let mut parts = Vec::new();
+    for entry in entries.filter_map(|e| e.ok()) {
+        let path = entry.path();
+        let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
+            continue;
+        };
+        if !matches!(ext, "wasm" | "js" | "css" | "html") {
+            continue;
+        }
+        let Ok(output) = std::process::Command::new("gzip")
+            .args(["-9", "-c"])
+            .arg(&path)
+            .output()
+        else {
+            continue;
+        };
+        let size = output.stdout.len() as u64;
+        total += size;
+        parts.push(format!("{ext} {size} B"));
+    }
+    parts.sort();
+    println!(
+        "dashboard transfer size (gzip -9): {} = {total} B",
+        parts.join(" + ")
+    );
+}
+
+fn seconds(elapsed: Duration) -> String {
+    format!("{:.1}s", elapsed.as_secs_f64())
+}
