@@ -54,6 +54,11 @@ impl Step {
         self
     }
 
+    pub(crate) fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.arg(arg);
+        self
+    }
+
     pub(crate) fn current_dir(mut self, dir: &Path) -> Self {
         self.command.current_dir(dir);
         self
@@ -166,7 +171,10 @@ pub(crate) fn parse_counts(output: &str) -> Counts {
         // node --test (TAP): "# pass 5" / "# fail 0"
         else if let Some(n) = line.strip_prefix("# pass ") {
             counts.passed += n.trim().parse::<u64>().unwrap_or(0);
-        } else if let Some(n) = line.strip_prefix("# fail ") {
+        } else if let Some(n) = line
+            .strip_prefix("# fail ")
+            .or_else(|| line.strip_prefix("# cancelled "))
+        {
             counts.failed += n.trim().parse::<u64>().unwrap_or(0);
         }
     }

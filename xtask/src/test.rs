@@ -76,6 +76,26 @@ pub(crate) fn run(root: &Path) -> Result {
         );
     }
     steps.push(Step::new("trunk build --release", "trunk").args(["build", "--release"]));
+    if root.join("client-wasm/build.sh").exists() {
+        steps.push(
+            Step::new("build the JavaScript client package", "bash").args(["client-wasm/build.sh"]),
+        );
+    }
+    let e2e: Vec<String> = ["client-wasm/tests/e2e", "www/tests/e2e"]
+        .into_iter()
+        .filter(|dir| root.join(dir).is_dir())
+        .map(str::to_owned)
+        .collect();
+    if !e2e.is_empty() {
+        steps.push(Step::new("build the gateway", "cargo").args(["build", "-p", "switchboard"]));
+        steps.push(
+            Step::new("end-to-end tests in headless Chromium", "node")
+                .arg("--test")
+                .args(&e2e)
+                .env("SWITCHBOARD_BIN", root.join("target/debug/switchboard"))
+                .env("SWITCHBOARD_DIST", root.join("dist")),
+        );
+    }
 
     let mut results = Vec::new();
     let mut total = Counts::default();
