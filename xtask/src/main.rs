@@ -61,13 +61,48 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `trunk build --release` into `dist/`.
+/// `trunk build --release` into `dist/`, then the JavaScript client package and its example
+/// page into `dist/examples/` (the gateway serves them at `/examples/`).
 fn build_dist(root: &Path) -> Result {
     runner::Step::new("trunk build --release", "trunk")
         .args(["build", "--release"])
         .current_dir(root)
         .env_path(setup::tool_path(root))
-        .run_checked()
+        .run_checked()?;
+    runner::Step::new("build the JavaScript client package", "bash")
+        .args(["client-wasm/build.sh"])
+        .current_dir(root)
+        .env_path(setup::tool_path(root))
+        .run_checked()?;
+    publish_examples(root)
+}
+
+/// Copies `client-wasm/examples/*` and the built `client-wasm/pkg/` into `dist/examples/`.
+pub(crate) fn publish_examples(root: &Path) -> Result {
+    let target = root.join("dist").join("examples");
+    copy_dir(&root.join("client-wasm").join("examples"), &target)?;
+    copy_dir(&root.join("client-wasm").join("pkg"), &target.join("pkg"))?;
+    println!(
+        "[dist] example page and client package copied to {}",
+        target.display()
+    );
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result {
+    let err =
+        |e: std::io::Error| format!("cannot copy {} to {}: {e}", from.display(), to.display());
+    std::fs::create_dir_all(to).map_err(err)?;
+    for entry in std::fs::read_dir(from).map_err(err)? {
+        let entry = entry.map_err(err)?;
+        let path = entry.path();
+        if entry.file_type().map_err(err)?.is_dir() {
+            copy_dir(&path, &to.join(entry.file_name()))?;
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).map_err(err)?;
+        }
+    }
+    Ok(())
 }
 
 fn demo(root: &Path, args: &[String]) -> Result {

@@ -107,7 +107,15 @@ pub(crate) fn run(root: &Path) -> Result {
         if outcome.success && name.starts_with("trunk build") {
             print_dist_sizes(root);
         }
-        results.push((name, outcome.success, outcome.elapsed));
+        let mut success = outcome.success;
+        if success
+            && name.starts_with("build the JavaScript client")
+            && let Err(err) = crate::publish_examples(root)
+        {
+            println!("xtask: {err}");
+            success = false;
+        }
+        results.push((name, success, outcome.elapsed));
     }
 
     println!("\n==> summary");
