@@ -2,7 +2,7 @@
 //!
 //! Unknown keys are errors, so a typo never silently falls back to a default.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -26,6 +26,8 @@ pub struct Config {
     pub listeners: Listeners,
     /// MQTT broker limits and behaviour.
     pub broker: BrokerConfig,
+    /// HTTP listener behaviour: MQTT over WebSocket and proxies.
+    pub http: HttpConfig,
 }
 
 /// Listening sockets.
@@ -54,6 +56,7 @@ impl Default for Config {
             www: default_www(),
             listeners: Listeners::default(),
             broker: BrokerConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -112,13 +115,116 @@ impl Default for BrokerConfig {
             max_keepalive: u16::MAX,
             receive_maximum: 100,
             max_inflight: 100,
-            max_queued_messages: 1000,
+            max_queued_messages: 10_000,
             max_queued_bytes: 16 << 20,
             topic_alias_maximum: 32,
             max_session_expiry: u32::MAX,
             sys_interval: 10,
             deny_subscribe: Vec::new(),
         }
+    }
+}
+
+/// The `[http]` table: MQTT over WebSocket on the HTTP listeners, and reverse proxies.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Path of the MQTT over WebSocket endpoint (`/mqtt`; the dashboard's client uses it).
+    pub websocket_path: String,
+    /// Browser origins allowed to open the WebSocket (`scheme://host[:port]`, `"*"` for any),
+    /// besides the page's own host (the `Host` header) and loopback origins, which are always
+    /// allowed. Requests without an `Origin` header (non-browser clients) are always allowed.
+    pub allowed_origins: Vec<String>,
+    /// Peers (addresses or CIDR blocks, e.g. `"10.0.0.0/8"`) whose `X-Forwarded-For` and
+    /// `Forwarded` headers are believed for the client address; from anyone else they are
+    /// ignored.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest incoming WebSocket message, in bytes (a larger one closes with 1009).
+    pub max_message_size: usize,
+    /// Largest incoming WebSocket frame payload, in bytes (capped at `max_message_size`).
+    pub max_frame_size: usize,
+    /// Seconds a new HTTP connection has to send its request headers, and an accepted WebSocket
+    /// upgrade has to complete (at least 1). The MQTT CONNECT that follows has the broker's own
+    /// `connect_timeout`.
+    pub handshake_timeout: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            websocket_path: "/mqtt".to_owned(),
+            allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+            max_message_size: 2 << 20,
+            max_frame_size: 2 << 20,
+            handshake_timeout: 10,
+        }
+    }
+}
+
+/// An IP address or a CIDR block (`192.168.0.0/16`, `fd00::/8`); a bare address is a /32 or /128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` lies in this block (an IPv4-mapped IPv6 address counts as IPv4).
+    #[must_use]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{text}` is not an IP address or CIDR block"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{text}`: the prefix length must be 0..={max}"))?,
+        };
+        Ok(Self {
+            addr: addr.to_canonical(),
+            prefix,
+        })
+    }
+}
+
+impl TryFrom<String> for IpNet {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
     }
 }
 
@@ -216,6 +322,32 @@ mod tests {
         );
         assert_eq!(config.broker.max_packet_size, 1 << 20);
         assert!(Config::from_toml("[broker]\nmax_keepalives = 1\n").is_err());
+    }
+
+    #[test]
+    fn http_table_is_read() {
+        let config = Config::from_toml(
+            "[http]\nwebsocket_path = \"/ws\"\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.http.websocket_path, "/ws");
+        let [net, v6] = config.http.trusted_proxies[..] else {
+            panic!("two entries")
+        };
+        assert!(net.contains("10.1.2.3".parse().unwrap()));
+        assert!(net.contains("::ffff:10.9.9.9".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        assert!(v6.contains("::1".parse().unwrap()));
+        assert!(!v6.contains("::2".parse().unwrap()));
+        assert_eq!(config.http.max_message_size, 2 << 20);
+        assert!(Config::from_toml("[http]\ntrusted_proxies = [\"10.0.0.0/33\"]\n").is_err());
+        assert!(Config::from_toml("[http]\ntrusted_proxies = [\"example\"]\n").is_err());
+        assert!(
+            "0.0.0.0/0"
+                .parse::<IpNet>()
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
     }
 
     #[test]

@@ -4,10 +4,14 @@
 //! every listener first (so a port-0 address is resolved and logged before anything is served),
 //! then serves until the shutdown token is cancelled.
 
+pub mod bench;
 pub mod broker;
 pub mod config;
 pub mod http;
+pub mod mqtt_client;
 pub mod shutdown;
+pub mod sim;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -76,13 +80,19 @@ pub async fn run(
     on_bound(&bound);
 
     let tracker = tokio_util::task::TaskTracker::new();
-    let site = http::Site::new(config.www.clone());
+    let broker = broker::Broker::new(config.broker.clone());
+    let site = http::Site::new(config.www.clone())
+        .with_mqtt(&config.http, std::sync::Arc::new(broker.clone()));
     for listener in http {
         tracker.spawn(http::serve(listener, site.clone(), shutdown.clone()));
     }
-    let broker = broker::Broker::new(config.broker.clone());
     for listener in mqtt {
-        tracker.spawn(accept_mqtt(listener, broker.clone(), tracker.clone(), shutdown.clone()));
+        tracker.spawn(accept_mqtt(
+            listener,
+            broker.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        ));
     }
     {
         let broker = broker.clone();

@@ -1,4 +1,4 @@
-//! The `switchboard` command line: `serve`, `demo`.
+//! The `switchboard` command line: `serve`, `demo`, `sim`, `bench`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +30,44 @@ enum Command {
         #[command(flatten)]
         serve: ServeArgs,
     },
+    /// Simulate smart plugs against any MQTT broker.
+    Sim(SimArgs),
+    /// Load-test a broker (Switchboard, Mosquitto, or both side by side).
+    Bench(switchboard::bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct SimArgs {
+    /// The broker, `mqtt://HOST:PORT`.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    broker: String,
+    /// How many plugs.
+    #[arg(long, default_value_t = 12)]
+    count: usize,
+    /// Firmware family: tasmota, shelly1, shelly2, z2m, ha or mixed.
+    #[arg(long, default_value = "mixed")]
+    profile: switchboard::sim::Profile,
+    /// Seed for identifiers, readings, button presses and faults.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Telemetry period in seconds.
+    #[arg(long, default_value_t = 10)]
+    telemetry_period: u64,
+    /// Mean seconds between physical button presses per plug (0: none).
+    #[arg(long, default_value_t = 1200)]
+    button_every: u64,
+    /// Inject faults: devices going offline, flapping, slow confirmations.
+    #[arg(long)]
+    faults: bool,
+    /// Mean seconds between faults per device, with --faults.
+    #[arg(long, default_value_t = 300)]
+    fault_every: u64,
+    /// User name for every device.
+    #[arg(long)]
+    username: Option<String>,
+    /// Password for every device.
+    #[arg(long, env = "SWITCHBOARD_SIM_PASSWORD")]
+    password: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -112,12 +150,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { plugs, serve } => {
             let config = serve.into_config()?;
             tracing::info!(plugs, "demo mode");
-            switchboard::run(config, shutdown, |bound| {
-                for addr in &bound.http {
-                    println!("Dashboard: http://{addr}/");
-                }
+            let sim_shutdown = shutdown.clone();
+            switchboard::run(config, shutdown, move |bound| {
+                switchboard::sim::start_demo(bound, plugs, &sim_shutdown);
             })
             .await
         }
+        Command::Sim(args) => run_sim(args, shutdown).await,
+        Command::Bench(args) => switchboard::bench::run(args, shutdown).await,
     }
+}
+
+async fn run_sim(
+    args: SimArgs,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use std::time::Duration;
+    use switchboard::sim;
+
+    let mut broker = sim::BrokerOptions::parse(&args.broker).map_err(anyhow::Error::msg)?;
+    broker.username = args.username;
+    broker.password = args.password;
+    let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+    let config = sim::SimConfig {
+        count: args.count,
+        profile: args.profile,
+        seed: args.seed,
+        behaviour: sim::Behaviour {
+            telemetry_period: Duration::from_secs(args.telemetry_period.max(1)),
+            button_mean: secs(args.button_every),
+            fault_mean: secs(args.fault_every).filter(|_| args.faults),
+            epoch_secs: sim::unix_now(),
+        },
+    };
+    let devices = sim::fleet(&config);
+    tracing::info!(
+        plugs = args.count,
+        devices = devices.len(),
+        profile = %args.profile,
+        broker = %broker.addr,
+        "simulating"
+    );
+    sim::run(devices, &broker, shutdown).await;
+    Ok(())
 }
