@@ -264,7 +264,13 @@ async function scenario(t, page, errors, getGw, setGw, dataDir, watch) {
   const downAt = Date.now();
   await page.waitForSelector("[data-conn=live]", { timeout: 45_000 });
   console.log(`live again ${Date.now() - downAt} ms after the gateway was back`);
-  await new Promise((r) => setTimeout(r, 2_000));
+  // Wait (bounded) until the restarted devices have reported the state of at least three
+  // cards: under load the simulated household can come back after the page does.
+  const known = () => cards.filter((id) => stateOf(id, check.seen) !== undefined).length;
+  const deadline = Date.now() + 30_000;
+  while (known() < 3 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const truths = [];
   for (const id of cards) {
     const on = stateOf(id, check.seen);
