@@ -52,6 +52,8 @@ static EMBEDDED: include_dir::Dir<'static> =
 pub struct Site {
     files: Arc<Files>,
     ws: Option<Arc<Endpoint>>,
+    /// The HTTP API and `/metrics`, when served on this listener.
+    api: Option<Arc<crate::api::Api>>,
     /// How long a connection may take to send request headers.
     header_timeout: Duration,
 }
@@ -66,6 +68,7 @@ impl Site {
         Self {
             files: Arc::new(Files::new(root)),
             ws: None,
+            api: None,
             header_timeout: Duration::from_secs(HttpConfig::default().handshake_timeout),
         }
     }
@@ -76,6 +79,13 @@ impl Site {
     pub fn with_mqtt(mut self, config: &HttpConfig, handler: Arc<dyn MqttHandler>) -> Self {
         self.ws = Some(Arc::new(Endpoint::new(config, handler)));
         self.header_timeout = Duration::from_secs(config.handshake_timeout.max(1));
+        self
+    }
+
+    /// Adds the HTTP API (`/api/v1/...`) and `/metrics`.
+    #[must_use]
+    pub fn with_api(mut self, api: crate::api::Api) -> Self {
+        self.api = Some(Arc::new(api));
         self
     }
 
@@ -92,6 +102,11 @@ impl Site {
             && req.uri().path() == ws.path()
         {
             return ws.upgrade(req, peer, tasks, shutdown);
+        }
+        if let Some(api) = &self.api
+            && crate::api::Api::owns(req.uri().path())
+        {
+            return api.handle(req, peer).await;
         }
         self.respond(req.method(), req.uri().path(), req.headers())
             .await
@@ -149,6 +164,18 @@ impl Site {
 /// Serves HTTP on `listener` until `shutdown` is cancelled, then waits for every connection and
 /// upgraded WebSocket to end (they watch the same token).
 pub async fn serve(listener: TcpListener, site: Site, shutdown: CancellationToken) {
+    serve_tls(listener, site, None, shutdown).await;
+}
+
+/// [`serve`], speaking HTTPS when `tls` is set: the TLS handshake runs in the connection's task
+/// within the header timeout, and each request carries a [`crate::tls::TlsClient`] extension
+/// (so a WebSocket upgrade becomes WSS, with the client certificate's name).
+pub async fn serve_tls(
+    listener: TcpListener,
+    site: Site,
+    tls: Option<Arc<crate::tls::Tls>>,
+    shutdown: CancellationToken,
+) {
     // Tracks HTTP connections and the WebSocket tasks they start; closed and waited for below.
     let tasks = TaskTracker::new();
     let mut backoff = Duration::from_millis(10);
@@ -173,36 +200,77 @@ pub async fn serve(listener: TcpListener, site: Site, shutdown: CancellationToke
         let site = site.clone();
         let shutdown = shutdown.clone();
         let conn_tasks = tasks.clone();
+        let tls = tls.clone();
         tasks.spawn(async move {
-            let header_timeout = site.header_timeout;
-            let service_shutdown = shutdown.clone();
-            let service = service_fn(move |req: Request<Incoming>| {
-                let site = site.clone();
-                let tasks = conn_tasks.clone();
-                let shutdown = service_shutdown.clone();
-                async move { Ok::<_, Infallible>(site.handle(req, peer, &tasks, &shutdown).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(err) = result {
-                        tracing::debug!(%peer, "http connection ended: {err}");
+            match tls {
+                None => serve_connection(stream, peer, site, None, conn_tasks, shutdown).await,
+                Some(tls) => {
+                    let handshake = tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        r = tls.accept(stream, site.header_timeout) => r,
+                    };
+                    match handshake {
+                        Ok((stream, cert_cn)) => {
+                            let client = crate::tls::TlsClient { cert_cn };
+                            serve_connection(
+                                stream,
+                                peer,
+                                site,
+                                Some(client),
+                                conn_tasks,
+                                shutdown,
+                            )
+                            .await;
+                        }
+                        Err(err) => tracing::debug!(%peer, "https handshake failed: {err}"),
                     }
-                }
-                () = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
                 }
             }
         });
     }
     tasks.close();
     tasks.wait().await;
+}
+
+/// Serves HTTP/1.1 (with upgrades) on one accepted connection until it ends or `shutdown`.
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    site: Site,
+    secure: Option<crate::tls::TlsClient>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let header_timeout = site.header_timeout;
+    let service_shutdown = shutdown.clone();
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        let site = site.clone();
+        let tasks = tasks.clone();
+        let shutdown = service_shutdown.clone();
+        if let Some(secure) = &secure {
+            req.extensions_mut().insert(secure.clone());
+        }
+        async move { Ok::<_, Infallible>(site.handle(req, peer, &tasks, &shutdown).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(err) = result {
+                tracing::debug!(%peer, "http connection ended: {err}");
+            }
+        }
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 /// Where files come from, and the cache of loaded files.

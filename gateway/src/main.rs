@@ -34,6 +34,32 @@ enum Command {
     Sim(SimArgs),
     /// Load-test a broker (Switchboard, Mosquitto, or both side by side).
     Bench(switchboard::bench::BenchArgs),
+    /// Check a configuration file and report every problem with its line (exit 1 if any).
+    CheckConfig {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Manage HTTP API keys.
+    ApiKey {
+        #[command(subcommand)]
+        action: ApiKeyAction,
+    },
+    /// Generate a local CA and a server certificate for TLS on the LAN (or a client
+    /// certificate with --client).
+    Cert(switchboard::cert::CertArgs),
+    /// Add or delete a SCRAM-SHA-256 user (MQTT 5 enhanced authentication).
+    PasswdScram(switchboard::scram::PasswdScramArgs),
+    /// Manage a password file: `passwd FILE add|remove|list [USER]` (argon2id; Mosquitto
+    /// password files are read too).
+    Passwd(switchboard::security::cli::PasswdArgs),
+    /// Create, list and revoke scoped tokens for the dashboard and widgets.
+    Token(switchboard::security::cli::TokenArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyAction {
+    /// Print a new random API key and the `[api] keys` entry (its SHA-256) to configure.
+    Create,
 }
 
 #[derive(Debug, Args)]
@@ -87,14 +113,28 @@ struct ServeArgs {
     /// The built dashboard to serve (default: the workspace's `dist/`).
     #[arg(long, value_name = "DIR")]
     www: Option<PathBuf>,
+    /// Log format, `text` or `json` (overrides `[log] format`).
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<switchboard::observe::LogFormat>,
+    /// Accept clients without credentials from any address (default: loopback only, and only
+    /// while no users are configured).
+    #[arg(long)]
+    allow_anonymous: bool,
+    /// Password file (`switchboard passwd`, or a Mosquitto password file); reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// ACL file in Mosquitto's format; reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    acl_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
     fn into_config(self) -> anyhow::Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
+        // The file, then `SWITCHBOARD_<TABLE>__<KEY>` overrides, then the flags below.
+        let mut config = Config::load(self.config.as_deref(), std::env::vars())?;
+        if let Some(format) = self.log_format {
+            config.log.format = format;
+        }
         if !self.mqtt.is_empty() {
             config.listeners.mqtt = self.mqtt;
         }
@@ -107,20 +147,43 @@ impl ServeArgs {
         if let Some(dir) = self.www {
             config.www = dir;
         }
+        if self.allow_anonymous {
+            config.security.allow_anonymous = true;
+        }
+        if let Some(path) = self.password_file {
+            config.security.password_file = Some(path);
+        }
+        if let Some(path) = self.acl_file {
+            config.security.acl_file = Some(path);
+        }
         Ok(config)
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    match &cli.command {
+        Command::CheckConfig { file } => return check_config(file),
+        Command::ApiKey {
+            action: ApiKeyAction::Create,
+        } => return create_api_key(),
+        _ => {}
+    }
+    // serve and demo log as configured; a bad configuration is reported before anything runs.
+    let log = match &cli.command {
+        Command::Serve(args) | Command::Demo { serve: args, .. } => match args.log_config() {
+            Ok(log) => log,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => switchboard::observe::LogConfig::default(),
+    };
+    if let Err(err) = switchboard::observe::init_logging(&log) {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -158,6 +221,62 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sim(args) => run_sim(args, shutdown).await,
         Command::Bench(args) => switchboard::bench::run(args, shutdown).await,
+        // Handled in `main` before the runtime starts.
+        Command::CheckConfig { .. } | Command::ApiKey { .. } => Ok(()),
+        Command::Cert(args) => switchboard::cert::run(&args),
+        Command::PasswdScram(args) => switchboard::scram::run_passwd(&args),
+        Command::Passwd(args) => switchboard::security::cli::run_passwd(&args),
+        Command::Token(args) => switchboard::security::cli::run_token(&args),
+    }
+}
+
+impl ServeArgs {
+    /// The `[log]` settings the gateway will run with.
+    fn log_config(&self) -> anyhow::Result<switchboard::observe::LogConfig> {
+        let mut log = Config::load(self.config.as_deref(), std::env::vars())?.log;
+        if let Some(format) = self.log_format {
+            log.format = format;
+        }
+        Ok(log)
+    }
+}
+
+/// `switchboard check-config FILE`: every problem on stderr with its line, exit 1; or "ok".
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(err) => {
+            eprintln!("error: cannot read {}: {err}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let problems = switchboard::config::check(&text);
+    if problems.is_empty() {
+        println!("ok");
+        return ExitCode::SUCCESS;
+    }
+    for problem in &problems {
+        eprintln!("{}: {problem}", file.display());
+    }
+    eprintln!("{} problem(s) found", problems.len());
+    ExitCode::FAILURE
+}
+
+/// `switchboard api-key create`.
+fn create_api_key() -> ExitCode {
+    match switchboard::api::create_key() {
+        Ok((key, hash)) => {
+            println!("API key (give it to the client; only its hash is configured):\n  {key}");
+            println!(
+                "Add its hash to the configuration:\n  [api]\n  keys = [\"{}\"]",
+                hash.to_hex()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

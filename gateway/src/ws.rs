@@ -74,9 +74,95 @@ pub trait MqttHandler: Send + Sync + 'static {
         peer: SocketAddr,
         shutdown: CancellationToken,
     ) -> Serving;
+
+    /// Serves an MQTT connection that arrived over HTTPS (WSS); `cert_cn` is the common name of
+    /// the verified TLS client certificate. By default the same as [`MqttHandler::serve`].
+    fn serve_secure(
+        &self,
+        stream: WsByteStream<UpgradedIo>,
+        peer: SocketAddr,
+        cert_cn: Option<String>,
+        shutdown: CancellationToken,
+    ) -> Serving {
+        let _ = cert_cn;
+        self.serve(stream, peer, shutdown)
+    }
+
+    /// Counts one WebSocket handshake: accepted (`101`) or refused. Does nothing by default.
+    fn handshake(&self, accepted: bool) {
+        let _ = accepted;
+    }
+
+    /// Serves an MQTT connection with what the handshake carried for authentication (`Origin`
+    /// header, `?token=`, TLS client certificate; `secure`: it came over HTTPS). By default
+    /// [`MqttHandler::serve_secure`] or [`MqttHandler::serve`], ignoring `meta`.
+    fn serve_with(
+        &self,
+        stream: WsByteStream<UpgradedIo>,
+        peer: SocketAddr,
+        secure: bool,
+        meta: crate::security::ConnectionMeta,
+        shutdown: CancellationToken,
+    ) -> Serving {
+        if secure {
+            self.serve_secure(stream, peer, meta.cert_cn, shutdown)
+        } else {
+            self.serve(stream, peer, shutdown)
+        }
+    }
 }
 
 impl MqttHandler for Broker {
+    fn serve_with(
+        &self,
+        stream: WsByteStream<UpgradedIo>,
+        peer: SocketAddr,
+        secure: bool,
+        meta: crate::security::ConnectionMeta,
+        shutdown: CancellationToken,
+    ) -> Serving {
+        let broker = self.clone();
+        let transport = if secure {
+            Transport::WebSocketTls
+        } else {
+            Transport::WebSocket
+        };
+        Box::pin(async move {
+            broker
+                .serve_connection_with(stream, peer, transport, meta, shutdown)
+                .await;
+        })
+    }
+
+    fn handshake(&self, accepted: bool) {
+        let m = self.metrics();
+        let counter = if accepted {
+            &m.ws_handshakes
+        } else {
+            &m.ws_rejections
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn serve_secure(
+        &self,
+        stream: WsByteStream<UpgradedIo>,
+        peer: SocketAddr,
+        cert_cn: Option<String>,
+        shutdown: CancellationToken,
+    ) -> Serving {
+        let broker = self.clone();
+        let meta = crate::security::ConnectionMeta {
+            cert_cn,
+            ..crate::security::ConnectionMeta::default()
+        };
+        Box::pin(async move {
+            broker
+                .serve_connection_with(stream, peer, Transport::WebSocketTls, meta, shutdown)
+                .await;
+        })
+    }
+
     fn reserve(&self) -> Option<Slot> {
         self.try_acquire_connection()
             .map(|permit| Box::new(permit) as Slot)
@@ -166,9 +252,13 @@ impl Endpoint {
     ) -> Response<Body> {
         let accept = match self.check(&req) {
             Ok(accept) => accept,
-            Err(response) => return *response,
+            Err(response) => {
+                self.handler.handshake(false);
+                return *response;
+            }
         };
         let Some(slot) = self.handler.reserve() else {
+            self.handler.handshake(false);
             tracing::warn!(%peer, "connection limit reached, refusing a WebSocket");
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -176,6 +266,19 @@ impl Endpoint {
             );
         };
         let client = client_addr(peer, req.headers(), &self.trusted_proxies);
+        // Set by the HTTP listener when the request came over TLS.
+        let secure = req.extensions().get::<crate::tls::TlsClient>().cloned();
+        // For authentication: a token-bound origin is checked against `Origin`, and browsers
+        // (which cannot set headers on a WebSocket) pass a token as `?token=`.
+        let meta = crate::security::ConnectionMeta {
+            origin: req
+                .headers()
+                .get(header::ORIGIN)
+                .and_then(|o| o.to_str().ok())
+                .map(str::to_owned),
+            token: query_param(req.uri().query(), "token"),
+            ..crate::security::ConnectionMeta::default()
+        };
         let handler = Arc::clone(&self.handler);
         let config = self.ws_config;
         let deadline = self.handshake_timeout;
@@ -203,9 +306,18 @@ impl Endpoint {
             )
             .await;
             tracing::debug!(%client, %peer, "websocket connection");
-            handler.serve(WsByteStream::new(ws), client, shutdown).await;
+            let stream = WsByteStream::new(ws);
+            let mut meta = meta;
+            let is_secure = secure.is_some();
+            if let Some(tls) = secure {
+                meta.cert_cn = tls.cert_cn;
+            }
+            handler
+                .serve_with(stream, client, is_secure, meta, shutdown)
+                .await;
             drop(slot);
         });
+        self.handler.handshake(true);
         let mut response = Response::new(Full::new(Bytes::new()));
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = response.headers_mut();
@@ -379,6 +491,16 @@ fn is_loopback_host(host: &str) -> bool {
     }
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     literal.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The value of `name` in a URL query string (tokens are URL-safe: no percent-decoding).
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+        .filter(|value| !value.is_empty())
 }
 
 /// The client's address: the TCP peer, or (only when the peer is a trusted proxy) the address
@@ -654,6 +776,17 @@ mod tests {
                 .unwrap_err()
                 .contains("unsupported")
         );
+    }
+
+    #[test]
+    fn token_query_parameter() {
+        assert_eq!(
+            query_param(Some("a=1&token=sbt1.x.y"), "token").as_deref(),
+            Some("sbt1.x.y")
+        );
+        assert_eq!(query_param(Some("token="), "token"), None);
+        assert_eq!(query_param(Some("tokens=1"), "token"), None);
+        assert_eq!(query_param(None, "token"), None);
     }
 
     #[test]

@@ -44,10 +44,33 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 use crate::{
-    ConnAck, Connect, DecodeError, Disconnect, Packet, PacketId, Properties, ProtocolVersion,
+    Auth, ConnAck, Connect, DecodeError, Disconnect, Packet, PacketId, Properties, ProtocolVersion,
     PubAck, PubComp, PubRec, PubRel, Publish, QoS, QosPid, ReasonCode, Subscribe,
     SubscriptionOptions, Unsubscribe,
 };
+
+/// MQTT 5 enhanced authentication (section 4.12) for [`ClientState`]: the method's arithmetic,
+/// without I/O (SCRAM-SHA-256, for example). Set with [`ClientState::with_enhanced_auth`]; the
+/// state machine then sends the method and [`EnhancedAuth::start`]'s data in CONNECT, answers
+/// each AUTH 0x18 from the server with [`EnhancedAuth::step`], and checks the CONNACK's
+/// Authentication Data with [`EnhancedAuth::finish`] before reporting [`Action::Connected`].
+pub trait EnhancedAuth: core::fmt::Debug + Send {
+    /// The Authentication Method, e.g. `SCRAM-SHA-256`.
+    fn method(&self) -> &str;
+    /// Authentication Data for CONNECT. Called on every (re)connection, so each connection
+    /// starts a fresh exchange.
+    fn start(&mut self) -> Bytes;
+    /// The data of the server's AUTH 0x18; returns the data of the AUTH 0x18 answer.
+    ///
+    /// # Errors
+    /// The reason code to close with (v5 DISCONNECT) when the server's data is invalid.
+    fn step(&mut self, data: &[u8]) -> Result<Bytes, ReasonCode>;
+    /// The Authentication Data of a successful CONNACK: whether the server proved itself.
+    ///
+    /// # Errors
+    /// The reason code to close with when it did not.
+    fn finish(&mut self, data: Option<&[u8]>) -> Result<(), ReasonCode>;
+}
 
 /// Why the client wants the transport closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +245,8 @@ pub struct ClientState {
     alias_out: HashMap<ByteString, u16>,
     /// Topic aliases the server assigned on this connection (reset on reconnect).
     alias_in: HashMap<u16, ByteString>,
+    /// Enhanced authentication (v5), when set.
+    auth: Option<Box<dyn EnhancedAuth>>,
 }
 
 impl ClientState {
@@ -253,7 +278,15 @@ impl ClientState {
             pending_unsubscribe: HashSet::new(),
             alias_out: HashMap::new(),
             alias_in: HashMap::new(),
+            auth: None,
         }
+    }
+
+    /// Authenticates every (v5) connection with `auth` (MQTT 5 enhanced authentication).
+    #[must_use]
+    pub fn with_enhanced_auth(mut self, auth: Box<dyn EnhancedAuth>) -> Self {
+        self.auth = Some(auth);
+        self
     }
 
     /// The protocol version to encode and decode with.
@@ -313,7 +346,14 @@ impl ClientState {
         self.alias_in.clear();
         self.alias_out.clear();
         self.keep_alive = Duration::from_secs(u64::from(self.connect.keep_alive));
-        self.send(Packet::Connect(Box::new(self.connect.clone())));
+        let mut connect = self.connect.clone();
+        if let Some(auth) = &mut self.auth
+            && connect.protocol.is_v5()
+        {
+            connect.properties.authentication_method = Some(auth.method().into());
+            connect.properties.authentication_data = Some(auth.start());
+        }
+        self.send(Packet::Connect(Box::new(connect)));
         self.arm();
     }
 
@@ -359,6 +399,7 @@ impl ClientState {
         match (self.conn, packet) {
             (Conn::Disconnected, _) => return,
             (Conn::Connecting, Packet::ConnAck(ack)) => self.on_connack(ack),
+            (Conn::Connecting, Packet::Auth(auth)) if self.auth.is_some() => self.on_auth(auth),
             (Conn::Connecting, _) | (Conn::Connected, Packet::ConnAck(_)) => {
                 self.protocol_error(ReasonCode::ProtocolError);
             }
@@ -611,9 +652,42 @@ impl ClientState {
         self.send(Packet::Publish(publish));
     }
 
+    /// AUTH during CONNECT: the next step of enhanced authentication.
+    fn on_auth(&mut self, auth: Auth) {
+        let Some(state) = &mut self.auth else {
+            return self.protocol_error(ReasonCode::ProtocolError);
+        };
+        let method = ByteString::from(state.method());
+        if auth.code != ReasonCode::ContinueAuthentication
+            || auth.properties.authentication_method.as_ref() != Some(&method)
+        {
+            return self.protocol_error(ReasonCode::ProtocolError);
+        }
+        let data = auth.properties.authentication_data.unwrap_or_default();
+        match state.step(&data) {
+            Ok(answer) => {
+                let mut reply = Auth {
+                    code: ReasonCode::ContinueAuthentication,
+                    properties: Properties::default(),
+                };
+                reply.properties.authentication_method = Some(method);
+                reply.properties.authentication_data = Some(answer);
+                self.send(Packet::Auth(reply));
+            }
+            Err(code) => self.protocol_error(code),
+        }
+    }
+
     fn on_connack(&mut self, ack: ConnAck) {
         if ack.code.is_error() {
             self.close(CloseReason::Refused(ack.code));
+            return;
+        }
+        if self.protocol().is_v5()
+            && let Some(auth) = &mut self.auth
+            && let Err(code) = auth.finish(ack.properties.authentication_data.as_deref())
+        {
+            self.protocol_error(code);
             return;
         }
         let p = &ack.properties;

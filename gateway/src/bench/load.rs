@@ -34,8 +34,6 @@ use super::conn::{Conn, Endpoint, ReadSide, WriteSide};
 use super::hist::Histogram;
 use super::proc::ProcStats;
 
-/// Publishes encoded per write, at most.
-const BATCH: u64 = 64;
 /// A publisher waiting this long without progress writes its missing deliveries off.
 const STALL: Duration = Duration::from_millis(250);
 /// After publishing, how long deliveries may pause before the rest counts as lost.
@@ -64,6 +62,8 @@ pub(crate) struct Flow {
     pub(crate) rate: f64,
     /// Per-publisher window (see the module documentation).
     pub(crate) window: u64,
+    /// PUBLISHes encoded per write, at most.
+    pub(crate) batch: u64,
 }
 
 /// What one run measured.
@@ -465,7 +465,7 @@ async fn publisher(
             0
         } else {
             (flow.messages - sent)
-                .min(BATCH)
+                .min(flow.batch.max(1))
                 .min(in_flight_room)
                 .min(e2e_room)
                 .min(rate_room)

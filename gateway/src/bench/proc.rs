@@ -108,9 +108,10 @@ pub struct BrokerOptions {
     pub switchboard_bin: PathBuf,
     /// The `mosquitto` executable.
     pub mosquitto_bin: PathBuf,
-    /// Turn the broker's own persistence on (Mosquitto `persistence true`; Switchboard keeps its
-    /// data directory either way).
-    pub persistence: bool,
+    /// The broker's own persistence: `None` off (Mosquitto `persistence false`, Switchboard
+    /// `[store] durability = "none"`), else Mosquitto `persistence true` and Switchboard this
+    /// durability.
+    pub persistence: Option<super::Durability>,
     /// Add `set_tcp_nodelay true` to Mosquitto's configuration (Switchboard always sets
     /// `TCP_NODELAY`; Mosquitto's default leaves Nagle's algorithm on).
     pub mosquitto_nodelay: bool,
@@ -233,12 +234,18 @@ fn start_switchboard(
     options: &BrokerOptions,
 ) -> anyhow::Result<(Child, SocketAddr, SocketAddr)> {
     // The same queue and in-flight limits as the Mosquitto configuration, and room for the
-    // idle-connection scenario.
+    // idle-connection scenario: every client comes from 127.0.0.1, so the per-address limit
+    // (Mosquitto has none) is lifted.
     let config = dir.join("switchboard.toml");
+    let durability = options.persistence.map_or("none", super::Durability::name);
     std::fs::write(
         &config,
-        "[broker]\nmax_connections = 100000\nmax_queued_messages = 100000\n\
-         max_queued_bytes = 1073741824\nmax_inflight = 100\n",
+        format!(
+            "[broker]\nmax_connections = 100000\nmax_queued_messages = 100000\n\
+             max_queued_bytes = 1073741824\nmax_inflight = 100\n\n\
+             [store]\ndurability = \"{durability}\"\n\n\
+             [limits]\nmax_connections_per_address = 0\nmax_handshakes = 100000\n"
+        ),
     )?;
     let mut child = Command::new(&options.switchboard_bin)
         .arg("serve")
@@ -331,7 +338,7 @@ fn start_mosquitto(
         ws_port = spare_port()?;
     }
     let config = dir.join("mosquitto.conf");
-    let persistence = options.persistence.then_some(dir);
+    let persistence = options.persistence.map(|_| dir);
     std::fs::write(
         &config,
         mosquitto_config(port, ws_port, persistence, options.mosquitto_nodelay),

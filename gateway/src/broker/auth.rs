@@ -1,11 +1,12 @@
 //! Authorization: every subscribe and publish permission decision goes through one
-//! [`Authorizer`]. [`ConfigAuthorizer`] implements the `[broker] deny_subscribe` list; user
-//! and ACL based authorization replaces it later.
+//! [`Authorizer`]. [`ConfigAuthorizer`] implements the `[broker] deny_subscribe` list alone;
+//! [`crate::security::Security`] adds users, ACL files and scoped tokens on top of it.
 
 use std::net::SocketAddr;
 
 use super::Transport;
 use super::trie::matches;
+use crate::security::Identity;
 
 /// Who is asking.
 #[derive(Debug, Clone, Copy)]
@@ -18,6 +19,8 @@ pub struct ClientInfo<'a> {
     pub peer: SocketAddr,
     /// The transport the client came in on.
     pub transport: Transport,
+    /// Who the client authenticated as.
+    pub identity: &'a Identity,
 }
 
 /// Decides what a client may do.
@@ -28,6 +31,13 @@ pub trait Authorizer: Send + Sync + std::fmt::Debug {
     /// Whether `client` may publish to `topic`. Refused: the message is dropped (v5 PUBACK /
     /// PUBREC 0x87).
     fn may_publish(&self, client: &ClientInfo<'_>, topic: &str) -> bool;
+    /// Whether a message on `topic` may be delivered to `client` (checked for every delivery,
+    /// retained messages included, so a wide subscription never leaks unreadable topics).
+    /// Refused: the message is skipped for this client.
+    fn may_receive(&self, client: &ClientInfo<'_>, topic: &str) -> bool {
+        let _ = (client, topic);
+        true
+    }
 }
 
 /// The configured deny list: subscriptions to filters equal to or matched by one of

@@ -21,7 +21,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::session::{Delivery, Message, OutFlight, Session, Stage};
 use super::trie::{Route, Subscriber};
-use super::{Broker, ClientInfo, Metrics, Transport};
+use super::{Broker, ClientInfo, Durable, Metrics, Ticket, Transport};
+use crate::security::{
+    Authenticator as _, ConnectInfo, ConnectionMeta, Identity, TokenBucket, token::unix_now,
+};
 
 /// First read buffer capacity: an idle connection costs no more than this.
 const READ_MIN: usize = 512;
@@ -69,10 +72,21 @@ pub(super) async fn serve<S>(
     stream: S,
     peer: SocketAddr,
     transport: Transport,
+    meta: ConnectionMeta,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Abuse limits first: nothing is read from a source over its connection limit, and only
+    // `max_handshakes` connections may sit before their CONNACK at once (slow-loris).
+    let Some(_address_slot) = broker.security().enter_address(peer.ip()) else {
+        tracing::debug!(%peer, "per-address connection limit reached, closing");
+        return;
+    };
+    let Some(handshake) = broker.security().try_handshake() else {
+        tracing::debug!(%peer, "too many connections in CONNECT, closing");
+        return;
+    };
     let (mut rd, mut wr) = tokio::io::split(stream);
     let config = broker.config();
     let mut decoder = Decoder::new(config.max_packet_size);
@@ -103,14 +117,36 @@ pub(super) async fn serve<S>(
         }
         Ok(Ok(connect)) => connect,
     };
+    // MQTT 5 enhanced authentication (the AUTH exchange, bounded by another `connect_timeout`)
+    // and the TLS client certificate's name.
+    let proven = tokio::select! {
+        () = shutdown.cancelled() => return,
+        r = Box::pin(tokio::time::timeout(deadline, super::enhanced_auth::run(broker, &connect, &meta, peer, &mut rd, &mut wr, &mut decoder, &mut rbuf))) => r,
+    };
+    let Ok(Some(proven)) = proven else {
+        let _ = tokio::time::timeout(GOODBYE, wr.shutdown()).await;
+        return;
+    };
     // One-shot futures are boxed so their state does not stay in every idle connection's task.
-    let Some(mut conn) = Box::pin(Conn::accept(broker, connect, peer, transport, &mut wr)).await
-    else {
+    let accepted = Box::pin(Conn::accept(
+        broker, connect, peer, transport, &meta, proven, &mut wr,
+    ))
+    .await;
+    drop(handshake);
+    let Some(mut conn) = accepted else {
         let _ = tokio::time::timeout(GOODBYE, wr.shutdown()).await;
         return;
     };
     Metrics::add(&broker.metrics().clients_connected, 1);
+    broker.client_up(
+        &conn.client_id,
+        conn.generation,
+        peer,
+        transport,
+        conn.version,
+    );
     let end = conn.run(&mut rd, &mut wr, rbuf, decoder, &shutdown).await;
+    broker.client_down(&conn.client_id, conn.generation);
     Metrics::sub(&broker.metrics().clients_connected, 1);
     conn.finish(end);
     let _ = tokio::time::timeout(GOODBYE, wr.shutdown()).await;
@@ -120,6 +156,39 @@ pub(super) async fn serve<S>(
 enum ConnectError {
     Io,
     Decode(DecodeError),
+}
+
+/// Runs [`crate::security::Authenticator::authenticate`] on the blocking pool (password hashes
+/// are slow on purpose); a successful login clears the source's back-off.
+async fn authenticate(
+    broker: &Broker,
+    connect: &Connect,
+    peer: SocketAddr,
+    transport: Transport,
+    meta: &ConnectionMeta,
+) -> Result<Identity, ReasonCode> {
+    let security = Arc::clone(broker.security());
+    let client_id = connect.client_id.clone();
+    let username = connect.username.clone();
+    let password = connect.password.clone();
+    let meta = meta.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        security.authenticate(&ConnectInfo {
+            client_id: &client_id,
+            username: username.as_deref(),
+            password: password.as_deref(),
+            peer,
+            transport,
+            origin: meta.origin.as_deref(),
+            url_token: meta.token.as_deref(),
+        })
+    })
+    .await
+    .unwrap_or(Err(ReasonCode::ServerUnavailable));
+    if result.is_ok() {
+        broker.security().login_succeeded(peer.ip());
+    }
+    result
 }
 
 /// Reads until the first packet is decoded; it must be CONNECT ([MQTT-3.1.0-1]).
@@ -199,6 +268,16 @@ struct Conn {
     received: u64,
     bytes_sent: u64,
     bytes_received: u64,
+    /// `sent` and `received` split by QoS (same batching).
+    sent_qos: [u64; 3],
+    received_qos: [u64; 3],
+    /// Who the client authenticated as (token scope, ACL user).
+    identity: Identity,
+    /// The `[limits] publish_rate` token bucket; `None`: no limit.
+    publish_bucket: Option<TokenBucket>,
+    /// Highest store ticket of the changes behind what `wbuf` holds (0: none): the buffer is
+    /// written only once the store has committed it ("nothing acknowledged is ever lost").
+    commit: Ticket,
 }
 
 impl Conn {
@@ -209,6 +288,8 @@ impl Conn {
         connect: Box<Connect>,
         peer: SocketAddr,
         transport: Transport,
+        meta: &ConnectionMeta,
+        proven: super::enhanced_auth::Proven,
         wr: &mut W,
     ) -> Option<Self> {
         let config = broker.config();
@@ -238,7 +319,7 @@ impl Conn {
             .await;
             return None;
         }
-        if v5 && connect.properties.authentication_method.is_some() {
+        if v5 && connect.properties.authentication_method.is_some() && proven.connack.is_none() {
             refuse(
                 ReasonCode::BadAuthenticationMethod,
                 "enhanced authentication is not supported",
@@ -253,12 +334,30 @@ impl Conn {
             refuse(ReasonCode::TopicNameInvalid, "invalid will topic").await;
             return None;
         }
+        // A user name proven by SCRAM or a client certificate needs no password.
+        let proven_user = proven.username.clone().map(Identity::User).ok_or(());
+        let authenticated = match proven_user {
+            Ok(identity) => Ok(identity),
+            Err(()) => authenticate(broker, &connect, peer, transport, meta).await,
+        };
+        let identity = match authenticated {
+            Ok(identity) => identity,
+            Err(code) => {
+                // Back-off per source address: each consecutive failure waits longer before
+                // its refusal, so guessing passwords gets slow.
+                let delay = broker.security().login_failed(peer.ip());
+                tokio::time::sleep(delay).await;
+                refuse(code, "not authorized").await;
+                return None;
+            }
+        };
         if let Some(will) = &connect.will {
             let info = ClientInfo {
                 client_id: &connect.client_id,
                 username: connect.username.as_deref(),
                 peer,
                 transport,
+                identity: &identity,
             };
             if !broker.authorizer().may_publish(&info, &will.topic) {
                 refuse(
@@ -336,6 +435,10 @@ impl Conn {
             p.topic_alias_maximum = Some(config.topic_alias_maximum);
             p.maximum_packet_size = Some(config.max_packet_size);
             p.assigned_client_identifier = assigned;
+            if let Some((method, data)) = proven.connack {
+                p.authentication_method = Some(method);
+                p.authentication_data = Some(data);
+            }
             p.server_keep_alive = server_keep_alive;
             if expiry != requested_expiry {
                 p.session_expiry_interval = Some(expiry);
@@ -353,7 +456,10 @@ impl Conn {
             kick: attached.kick,
             version,
             client_id,
-            username: connect.username.as_deref().map(ByteString::from),
+            username: match proven.username {
+                Some(user) => Some(ByteString::from(user)),
+                None => connect.username.as_deref().map(ByteString::from),
+            },
             peer,
             transport,
             will,
@@ -377,6 +483,11 @@ impl Conn {
             received: 0,
             bytes_sent: 0,
             bytes_received: 0,
+            sent_qos: [0; 3],
+            received_qos: [0; 3],
+            publish_bucket: broker.security().publish_bucket(),
+            identity,
+            commit: attached.ticket,
         };
         conn.send(Packet::ConnAck(ack));
         conn.resend_inflight();
@@ -390,11 +501,17 @@ impl Conn {
             username: self.username.as_deref(),
             peer: self.peer,
             transport: self.transport,
+            identity: &self.identity,
         }
     }
 
     fn v5(&self) -> bool {
         self.version.is_v5()
+    }
+
+    /// Whether this client may receive a message on `topic` (the broker's own `$SYS` included).
+    fn may_receive(&self, topic: &str) -> bool {
+        self.broker.authorizer().may_receive(&self.info(), topic)
     }
 
     /// Encodes a control packet into the write buffer.
@@ -479,6 +596,7 @@ impl Conn {
         match packet.encode(self.version, &mut self.wbuf) {
             Ok(()) => {
                 self.sent += 1;
+                self.sent_qos[d.qos as usize] += 1;
                 true
             }
             Err(err) => {
@@ -496,6 +614,10 @@ impl Conn {
         let session = Arc::clone(&self.session);
         let now = Instant::now();
         let mut dropped = 0;
+        // Store keys of durable deliveries dropped here, forgotten once the lock is released.
+        let mut forget = Vec::new();
+        let broker = self.broker.clone();
+        let store = broker.store();
         let mut state = session.lock();
         while self.wbuf.len() < WRITE_HIGH {
             let Some(front) = state.queue.front() else {
@@ -508,6 +630,13 @@ impl Conn {
             let Some(d) = state.dequeue() else { break };
             if d.msg.expired(now) {
                 dropped += 1;
+                forget.push(d.store_id);
+                continue;
+            }
+            // Read permission is checked per delivery (retained messages included), so a
+            // wide subscription never leaks topics the client may not read.
+            if !self.may_receive(&d.msg.topic) {
+                forget.push(d.store_id);
                 continue;
             }
             if d.qos == QoS::AtMostOnce {
@@ -518,6 +647,12 @@ impl Conn {
             }
             let pid = state.next_pid();
             if self.encode_delivery(&d, Some(pid), false, now) {
+                // A QoS 2 PUBLISH goes out only once its packet id is recorded: after a
+                // restart it is sent again with the same id, which the client recognises.
+                if d.store_id != 0 && d.qos == QoS::ExactlyOnce {
+                    let ticket = store.message_sent(&self.client_id, d.store_id, pid);
+                    self.commit = self.commit.max(ticket);
+                }
                 state.outgoing.push_back(OutFlight {
                     pid,
                     delivery: d,
@@ -525,9 +660,13 @@ impl Conn {
                 });
             } else {
                 dropped += 1;
+                forget.push(d.store_id);
             }
         }
         drop(state);
+        for id in forget.into_iter().filter(|id| *id != 0) {
+            store.message_acked(&self.client_id, id);
+        }
         self.flush_counters();
         if dropped > 0 {
             Metrics::add(&self.broker.metrics().messages_dropped, dropped);
@@ -555,6 +694,16 @@ impl Conn {
             (self.keep_alive > 0).then(|| Duration::from_millis(u64::from(self.keep_alive) * 1500));
         let timer = tokio::time::sleep(keep_alive.unwrap_or(Duration::from_secs(86_400)));
         tokio::pin!(timer);
+        // A token identity ends with its expiry: the connection is closed then (v5: DISCONNECT
+        // 0x87 Not authorized).
+        let token_expiry = self.identity.expires().map(|at| {
+            let left = Duration::from_secs(at.saturating_sub(unix_now()));
+            tokio::time::sleep(left.min(Duration::from_secs(86_400 * 365)))
+        });
+        let has_expiry = token_expiry.is_some();
+        let expiry_timer =
+            token_expiry.unwrap_or_else(|| tokio::time::sleep(Duration::from_secs(86_400)));
+        tokio::pin!(expiry_timer);
         let mut last_read = tokio::time::Instant::now();
         let mut read_size = READ_MIN;
         let mut need_flush = false;
@@ -573,6 +722,7 @@ impl Conn {
         }
         loop {
             self.pump();
+            self.await_commit().await;
             // An idle connection (nothing buffered, small reads) keeps no read buffer: `read_buf`
             // then allocates 64 bytes for the next read. Partial packets and busy connections
             // read `read_size` bytes at a time.
@@ -583,6 +733,11 @@ impl Conn {
             tokio::select! {
                 () = &mut stopping => {
                     Box::pin(self.goodbye(wr, ReasonCode::ServerShuttingDown)).await;
+                    return End::Abnormal;
+                }
+                () = &mut expiry_timer, if has_expiry => {
+                    tracing::debug!(client_id = %self.client_id, "token expired, closing");
+                    Box::pin(self.goodbye(wr, ReasonCode::NotAuthorized)).await;
                     return End::Abnormal;
                 }
                 () = &mut kicked => {
@@ -676,6 +831,27 @@ impl Conn {
                 std::mem::take(&mut self.received),
             );
         }
+        for (i, n) in self.sent_qos.iter_mut().enumerate() {
+            if *n > 0 {
+                Metrics::add(&metrics.messages_sent_by_qos[i], std::mem::take(n));
+            }
+        }
+        for (i, n) in self.received_qos.iter_mut().enumerate() {
+            if *n > 0 {
+                Metrics::add(&metrics.messages_received_by_qos[i], std::mem::take(n));
+            }
+        }
+        // Socket byte counts of the connection loop (the handshake and goodbye paths add
+        // theirs directly).
+        if self.bytes_sent > 0 {
+            Metrics::add(&metrics.bytes_sent, std::mem::take(&mut self.bytes_sent));
+        }
+        if self.bytes_received > 0 {
+            Metrics::add(
+                &metrics.bytes_received,
+                std::mem::take(&mut self.bytes_received),
+            );
+        }
     }
 
     /// Logs a protocol error, sends the v5 DISCONNECT and ends the connection.
@@ -698,11 +874,20 @@ impl Conn {
         self.flush_all(wr).await;
     }
 
+    /// Waits until the store has committed every change behind the write buffer.
+    async fn await_commit(&mut self) {
+        let ticket = std::mem::take(&mut self.commit);
+        if ticket != 0 {
+            self.broker.store().committed(ticket).await;
+        }
+    }
+
     /// Writes the whole write buffer, bounded in time.
     async fn flush_all<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) {
         if self.wbuf.is_empty() {
             return;
         }
+        self.await_commit().await;
         let buf = std::mem::take(&mut self.wbuf);
         let write = async {
             wr.write_all(&buf).await?;
@@ -724,9 +909,9 @@ impl Conn {
                     .iter()
                     .position(|f| f.pid == ack.pid && f.delivery.qos == QoS::AtLeastOnce)
                 {
-                    state.outgoing.remove(i);
+                    let done = state.outgoing.remove(i);
                     drop(state);
-                    self.broker.store().message_acked(&self.client_id, ack.pid);
+                    self.forget(done);
                 }
             }
             Packet::PubRec(rec) => {
@@ -738,11 +923,23 @@ impl Conn {
                 match found {
                     // v5: an error code ends the exchange ([MQTT-4.3.3-4] does not apply).
                     Some(i) if rec.code.is_error() => {
-                        state.outgoing.remove(i);
+                        let done = state.outgoing.remove(i);
+                        drop(state);
+                        self.forget(done);
                     }
                     Some(i) => {
                         state.outgoing[i].stage = Stage::Released;
+                        let id = state.outgoing[i].delivery.store_id;
                         drop(state);
+                        // PUBREL goes out once recorded: after a restart the broker must not
+                        // send the PUBLISH again (the client may have forgotten its id).
+                        if id != 0 {
+                            let ticket =
+                                self.broker
+                                    .store()
+                                    .message_released(&self.client_id, id, rec.pid);
+                            self.commit = self.commit.max(ticket);
+                        }
                         self.send(Packet::PubRel(PubRel::new(rec.pid)));
                     }
                     None => {
@@ -757,6 +954,12 @@ impl Conn {
             }
             Packet::PubRel(rel) => {
                 let known = self.session.lock().incoming_qos2.remove(&rel.pid.get());
+                // PUBCOMP goes out once the release is recorded, or a restart would take the
+                // client's next message with this id for a duplicate.
+                if known && self.session.is_durable() {
+                    let ticket = self.broker.store().qos2_released(&self.client_id, rel.pid);
+                    self.commit = self.commit.max(ticket);
+                }
                 let mut comp = PubComp::new(rel.pid);
                 if !known && self.v5() {
                     comp.code = ReasonCode::PacketIdentifierNotFound;
@@ -770,9 +973,9 @@ impl Conn {
                     .iter()
                     .position(|f| f.pid == comp.pid && f.stage == Stage::Released)
                 {
-                    state.outgoing.remove(i);
+                    let done = state.outgoing.remove(i);
                     drop(state);
-                    self.broker.store().message_acked(&self.client_id, comp.pid);
+                    self.forget(done);
                 }
             }
             Packet::Subscribe(subscribe) => self.on_subscribe(subscribe)?,
@@ -818,7 +1021,16 @@ impl Conn {
 
     fn on_publish(&mut self, mut publish: Publish) -> Result<(), Fatal> {
         let config = self.broker.config();
+        if let Some(bucket) = &mut self.publish_bucket
+            && !bucket.take(Instant::now())
+        {
+            return Err(Fatal::new(
+                ReasonCode::MessageRateTooHigh,
+                "publish rate limit exceeded",
+            ));
+        }
         self.received += 1;
+        self.received_qos[publish.qos_pid.qos() as usize] += 1;
         if let Some(alias) = publish.properties.topic_alias.take() {
             if alias == 0 || alias > config.topic_alias_maximum {
                 return Err(Fatal::new(
@@ -868,8 +1080,9 @@ impl Conn {
                 }
             }
             QosPid::AtLeastOnce(pid) => {
-                if allowed {
-                    self.forward(publish);
+                let mut code = code;
+                if allowed && self.forward(publish).rejected {
+                    code = self.quota_exceeded()?;
                 }
                 let mut ack = PubAck::new(pid);
                 if self.v5() {
@@ -895,8 +1108,15 @@ impl Conn {
                     }
                 }
                 drop(state);
+                let mut code = code;
                 if fresh && allowed {
-                    self.forward(publish);
+                    if self.forward(publish).rejected {
+                        self.session.lock().incoming_qos2.remove(&pid.get());
+                        code = self.quota_exceeded()?;
+                    } else if self.session.is_durable() {
+                        let ticket = self.broker.store().qos2_received(&self.client_id, pid);
+                        self.commit = self.commit.max(ticket);
+                    }
                 }
                 let mut rec = PubRec::new(pid);
                 if self.v5() {
@@ -908,8 +1128,29 @@ impl Conn {
         Ok(())
     }
 
-    /// Routes a client's publication.
-    fn forward(&mut self, publish: Publish) {
+    /// The store is full and refused a durable copy of a QoS 1/2 publication: v5 clients get
+    /// 0x97 in their acknowledgement; 3.1.1 has no way to say so, so the connection is closed
+    /// without acknowledging and the client publishes again after reconnecting.
+    fn quota_exceeded(&self) -> Result<ReasonCode, Fatal> {
+        if self.v5() {
+            Ok(ReasonCode::QuotaExceeded)
+        } else {
+            Err(Fatal::new(
+                ReasonCode::QuotaExceeded,
+                "the store is full: publication not acknowledged",
+            ))
+        }
+    }
+
+    /// Forgets a completed or dropped outgoing delivery in the store.
+    fn forget(&self, done: Option<OutFlight>) {
+        if let Some(id) = done.map(|f| f.delivery.store_id).filter(|id| *id != 0) {
+            self.broker.store().message_acked(&self.client_id, id);
+        }
+    }
+
+    /// Routes a client's publication; its durable effects are awaited before the next write.
+    fn forward(&mut self, publish: Publish) -> Durable {
         let mut properties = publish.properties;
         properties.subscription_identifiers.clear();
         let expires_at = properties
@@ -924,10 +1165,19 @@ impl Conn {
             expires_at,
             origin: self.session.key,
         });
+        let mut durable = Durable::default();
         if msg.retain {
-            self.broker.retain(&msg);
+            durable = self.broker.retain(&msg);
         }
-        self.broker.route(&msg, &mut self.routes);
+        let (_, routed) = self.broker.route_durable(&msg, &mut self.routes);
+        durable.ticket = durable.ticket.max(routed.ticket);
+        durable.rejected |= routed.rejected;
+        // Only an acknowledgement waits for the commit: QoS 0 has none (a later one's ticket
+        // covers this change too, tickets being ordered).
+        if msg.qos != QoS::AtMostOnce {
+            self.commit = self.commit.max(durable.ticket);
+        }
+        durable
     }
 
     fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Fatal> {
@@ -980,9 +1230,13 @@ impl Conn {
                 },
             );
             self.session.lock().subscriptions.insert(filter.clone());
-            self.broker
-                .store()
-                .subscribed(&self.client_id, &filter, &options, sub_id);
+            if self.session.is_durable() {
+                let ticket =
+                    self.broker
+                        .store()
+                        .subscribed(&self.client_id, &filter, &options, sub_id);
+                self.commit = self.commit.max(ticket);
+            }
             codes.push(ReasonCode::granted(options.qos));
             // [MQTT-3.3.1-6] retained messages go to a new subscription (v5: per Retain
             // Handling; never to shared subscriptions).
@@ -999,6 +1253,7 @@ impl Conn {
                         msg,
                         retain: true,
                         sub_ids: sub_id.into_iter().collect(),
+                        store_id: 0,
                     });
                 }
             }
@@ -1020,7 +1275,10 @@ impl Conn {
             let existed = self.session.lock().subscriptions.remove(&filter);
             let removed = self.broker.unsubscribe(&filter, self.session.key);
             if existed || removed {
-                self.broker.store().unsubscribed(&self.client_id, &filter);
+                if self.session.is_durable() {
+                    let ticket = self.broker.store().unsubscribed(&self.client_id, &filter);
+                    self.commit = self.commit.max(ticket);
+                }
                 codes.push(ReasonCode::Success);
             } else {
                 codes.push(ReasonCode::NoSubscriptionExisted);

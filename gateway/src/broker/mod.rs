@@ -19,10 +19,22 @@
 //! * The session registry (client id to session) is a `std::sync::Mutex<HashMap>` touched only
 //!   at CONNECT and at disconnect. Lock order: registry, then a session; the trie lock is never
 //!   held together with another lock.
+//!
+//! # Persistence
+//! Memory is the working copy; a [`Store`] is told of every durable change (retained
+//! messages, and sessions whose expiry interval is above 0: subscriptions, queued and in-flight
+//! QoS 1/2 deliveries, incoming QoS 2 ids, delayed wills, expiry deadlines). The redb store
+//! ([`RedbStore`], `persist.rs`) commits them in groups on its own thread; a connection awaits
+//! the commit of its changes before it writes the PUBACK/PUBREC/PUBCOMP (or the PUBLISH/PUBREL
+//! whose state it recorded). [`Broker::with_parts`] restores the store's content (sessions in
+//! the registry and the trie) before any listener accepts.
 
+mod admin;
 mod auth;
 mod connection;
+mod enhanced_auth;
 mod metrics;
+mod persist;
 mod session;
 mod store;
 mod sys;
@@ -40,13 +52,21 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+pub use self::admin::{
+    ClientSummary, InternalMessage, InternalSubscriber, RetainedSummary, SessionSummary,
+};
 pub use self::auth::{Authorizer, ClientInfo, ConfigAuthorizer};
-pub use self::metrics::Metrics;
+pub use self::metrics::{COMMIT_BUCKETS, Histogram, Metrics};
+pub use self::persist::{DurabilityMode, RedbStore, StoreConfig};
 pub use self::session::Message;
-pub use self::store::{MemoryStore, Store};
+pub use self::store::{
+    CommitObserver, MemoryStore, QueuedMessage, Restored, RestoredDelivery, RestoredSession, Store,
+    StoreError, Ticket,
+};
 pub use crate::config::BrokerConfig;
+use crate::security::{ConnectionMeta, Security};
 
-use self::session::{ConnSlot, Delivery, Dropped, QueueLimits, Session};
+use self::session::{ConnSlot, Delivery, Dropped, OutFlight, QueueLimits, Session, Stage};
 use self::trie::{Route, SubTrie, Subscriber};
 
 /// How a client reached the broker.
@@ -83,6 +103,8 @@ struct Inner {
     metrics: Metrics,
     store: Arc<dyn Store>,
     authorizer: Arc<dyn Authorizer>,
+    /// Authentication and abuse limits (usually also `authorizer`).
+    security: Arc<Security>,
     /// Source of session keys (0 is the broker itself).
     next_key: AtomicU64,
     /// Source of connection generations.
@@ -90,6 +112,11 @@ struct Inner {
     started: Instant,
     /// Distinguishes assigned client identifiers of successive runs.
     boot_id: u64,
+    /// Live connections for the HTTP API and the per-transport gauges (see [`admin`]).
+    clients: admin::Clients,
+    /// SCRAM-SHA-256 verifiers; read (the `Arc` cloned) once per SCRAM exchange, replaced by
+    /// [`Broker::set_scram_credentials`]. Never held across `.await`.
+    scram: RwLock<Option<Arc<crate::scram::Credentials>>>,
 }
 
 /// A session attached to a new connection.
@@ -100,6 +127,24 @@ pub(crate) struct Attached {
     generation: u64,
     /// Cancelled when another connection takes the session over.
     kick: CancellationToken,
+    /// The store's ticket for the session's opening (awaited before CONNACK is written).
+    ticket: Ticket,
+}
+
+/// What routing one message did to durable state.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Durable {
+    /// Highest store ticket to await before acknowledging (0: none).
+    pub(crate) ticket: Ticket,
+    /// The store refused it (size cap): some durable copy is missing.
+    pub(crate) rejected: bool,
+}
+
+impl Durable {
+    fn merge(&mut self, other: Self) {
+        self.ticket = self.ticket.max(other.ticket);
+        self.rejected |= other.rejected;
+    }
 }
 
 impl Broker {
@@ -110,17 +155,39 @@ impl Broker {
         Self::with_parts(config, Arc::new(MemoryStore), Arc::new(authorizer))
     }
 
-    /// A broker with an explicit store and authorizer.
+    /// A broker with an explicit store and authorizer; authentication and limits are the
+    /// secure defaults ([`Security::defaults`]: anonymous from loopback only).
     #[must_use]
     pub fn with_parts(
         config: BrokerConfig,
         store: Arc<dyn Store>,
         authorizer: Arc<dyn Authorizer>,
     ) -> Self {
+        let security = Arc::new(Security::defaults(config.deny_subscribe.clone()));
+        Self::assemble(config, store, authorizer, security)
+    }
+
+    /// A broker whose authentication, authorization and abuse limits all come from `security`.
+    #[must_use]
+    pub fn with_security(
+        config: BrokerConfig,
+        store: Arc<dyn Store>,
+        security: Arc<Security>,
+    ) -> Self {
+        let authorizer: Arc<dyn Authorizer> = Arc::clone(&security) as Arc<dyn Authorizer>;
+        Self::assemble(config, store, authorizer, security)
+    }
+
+    fn assemble(
+        config: BrokerConfig,
+        store: Arc<dyn Store>,
+        authorizer: Arc<dyn Authorizer>,
+        security: Arc<Security>,
+    ) -> Self {
         let boot_id = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        Self {
+        let broker = Self {
             inner: Arc::new(Inner {
                 connections: Arc::new(Semaphore::new(config.max_connections)),
                 config,
@@ -130,11 +197,134 @@ impl Broker {
                 metrics: Metrics::default(),
                 store,
                 authorizer,
+                security,
                 next_key: AtomicU64::new(1),
                 next_generation: AtomicU64::new(1),
                 started: Instant::now(),
                 boot_id,
+                clients: admin::Clients::default(),
+                scram: RwLock::new(None),
             }),
+        };
+        let weak = Arc::downgrade(&broker.inner);
+        broker.inner.store.on_commit(Box::new(move |took| {
+            if let Some(inner) = weak.upgrade() {
+                inner.metrics.observe_commit(took);
+            }
+        }));
+        broker.restore();
+        broker
+    }
+
+    /// A broker with the configured deny list and `store` (whose content is restored now).
+    ///
+    /// # Panics
+    /// Outside a tokio runtime when the store holds sessions or delayed wills with a deadline
+    /// (their timers are spawned).
+    #[must_use]
+    pub fn with_store(config: BrokerConfig, store: Arc<dyn Store>) -> Self {
+        let authorizer = ConfigAuthorizer::new(config.deny_subscribe.clone());
+        Self::with_parts(config, store, Arc::new(authorizer))
+    }
+
+    /// Rebuilds what the store read from disk: retained messages, then each session with its
+    /// subscriptions (in the trie, so it is routable before any listener accepts), queue,
+    /// in-flight messages, incoming QoS 2 ids, expiry timer and delayed will. Sessions and wills
+    /// already due are ended and published last, once every session is routable.
+    fn restore(&self) {
+        let restored = self.inner.store.take_restored();
+        let metrics = &self.inner.metrics;
+        for msg in restored.retained {
+            if self
+                .inner
+                .retained
+                .write()
+                .insert(msg.topic.clone(), Arc::new(msg))
+                .is_none()
+            {
+                Metrics::add(&metrics.retained, 1);
+            }
+        }
+        let now = std::time::SystemTime::now();
+        let mut due_sessions = Vec::new();
+        let mut due_wills = Vec::new();
+        for rs in restored.sessions {
+            let session = Session::new_arc(
+                self.inner.next_key.fetch_add(1, Ordering::Relaxed),
+                rs.client_id.clone(),
+            );
+            session.set_durable(true);
+            {
+                let mut state = session.lock();
+                state.expiry_interval = rs.expiry_interval;
+                for d in rs.messages {
+                    let delivery = Delivery {
+                        msg: Arc::new(d.msg),
+                        qos: d.qos,
+                        retain: d.retain,
+                        sub_ids: d.sub_ids,
+                        store_id: d.id,
+                    };
+                    match d.sent {
+                        Some((pid, released)) => state.outgoing.push_back(OutFlight {
+                            pid,
+                            delivery,
+                            stage: if released {
+                                Stage::Released
+                            } else {
+                                Stage::Published
+                            },
+                        }),
+                        None => {
+                            state.queued_bytes += delivery.msg.payload.len();
+                            state.queue.push_back(delivery);
+                        }
+                    }
+                }
+                state.incoming_qos2 = rs.incoming_qos2.into_iter().collect();
+            }
+            for (filter, options, id) in rs.subscriptions {
+                session.lock().subscriptions.insert(filter.clone());
+                self.subscribe(
+                    &filter,
+                    Subscriber {
+                        session: Arc::clone(&session),
+                        qos: options.qos,
+                        no_local: options.no_local,
+                        retain_as_published: options.retain_as_published,
+                        id,
+                    },
+                );
+            }
+            self.registry()
+                .insert(rs.client_id.clone(), Arc::clone(&session));
+            Metrics::add(&metrics.sessions, 1);
+            if let Some((will, at)) = rs.will {
+                match at.duration_since(now) {
+                    Ok(left) if !left.is_zero() => {
+                        self.delay_will_for(&session, Arc::new(will), left);
+                    }
+                    _ => due_wills.push((Arc::clone(&session), will)),
+                }
+            }
+            let left = match rs.expires_at {
+                Some(at) => Some(at.duration_since(now).unwrap_or_default()),
+                None if rs.expiry_interval == u32::MAX => None,
+                // Attached when the broker stopped: it expires an interval after this start.
+                None => Some(Duration::from_secs(rs.expiry_interval.into())),
+            };
+            match left {
+                Some(left) if left.is_zero() => due_sessions.push(session),
+                Some(left) => self.arm_expiry_in(&session, left),
+                None => {}
+            }
+        }
+        for (session, will) in due_wills {
+            self.publish_arc(&Arc::new(will));
+            self.inner.store.will_cleared(&session.client_id);
+        }
+        for session in due_sessions {
+            self.end_if_idle(&session);
         }
     }
 
@@ -175,7 +365,49 @@ impl Broker {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        connection::serve(self, stream, peer, transport, shutdown).await;
+        connection::serve(
+            self,
+            stream,
+            peer,
+            transport,
+            ConnectionMeta::default(),
+            shutdown,
+        )
+        .await;
+    }
+
+    /// [`Broker::serve_connection`] with what the transport knows beyond the byte stream
+    /// (WebSocket `Origin` header and `?token=`).
+    pub async fn serve_connection_with<S>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+        transport: Transport,
+        meta: ConnectionMeta,
+        shutdown: CancellationToken,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        connection::serve(self, stream, peer, transport, meta, shutdown).await;
+    }
+
+    /// Uses `credentials` for SCRAM-SHA-256 enhanced authentication from now on (`None`:
+    /// SCRAM is refused with CONNACK 0x8C). Connections already authenticated are not affected.
+    pub fn set_scram_credentials(&self, credentials: Option<Arc<crate::scram::Credentials>>) {
+        *self.inner.scram.write() = credentials;
+    }
+
+    /// The SCRAM credentials in force.
+    #[must_use]
+    pub fn scram_credentials(&self) -> Option<Arc<crate::scram::Credentials>> {
+        self.inner.scram.read().clone()
+    }
+
+    /// Authentication, authorization and abuse limits (reload them with
+    /// [`Security::reload`]).
+    #[must_use]
+    pub fn security(&self) -> &Arc<Security> {
+        &self.inner.security
     }
 
     /// Publishes a message from the gateway itself (simulator, `$SYS`, HTTP API). Returns the
@@ -213,15 +445,29 @@ impl Broker {
         self.route(&msg, &mut Vec::new())
     }
 
-    fn retain(&self, msg: &Arc<Message>) {
+    /// Stores, replaces or deletes the retained message on `msg.topic`.
+    pub(crate) fn retain(&self, msg: &Arc<Message>) -> Durable {
         let metrics = &self.inner.metrics;
         if msg.payload.is_empty() {
             // [MQTT-3.3.1-10]: an empty retained message deletes the retained one.
             if self.inner.retained.write().remove(&msg.topic).is_some() {
                 Metrics::sub(&metrics.retained, 1);
             }
-            self.inner.store.retained_deleted(&msg.topic);
+            Durable {
+                ticket: self.inner.store.retained_deleted(&msg.topic),
+                rejected: false,
+            }
         } else {
+            let ticket = match self.inner.store.retained_set(msg) {
+                Ok(ticket) => ticket,
+                Err(err) => {
+                    self.store_rejected(&msg.topic, err);
+                    return Durable {
+                        ticket: 0,
+                        rejected: true,
+                    };
+                }
+            };
             if self
                 .inner
                 .retained
@@ -231,13 +477,32 @@ impl Broker {
             {
                 Metrics::add(&metrics.retained, 1);
             }
-            self.inner.store.retained_set(msg);
+            Durable {
+                ticket,
+                rejected: false,
+            }
         }
+    }
+
+    /// Counts and logs a change the store refused.
+    fn store_rejected(&self, topic: &str, err: StoreError) {
+        Metrics::add(&self.inner.metrics.store_rejected, 1);
+        tracing::debug!(%topic, "store refused a durable message: {err}");
     }
 
     /// Routes `msg` to every matching session; `routes` is a reusable scratch vector. Returns
     /// how many sessions it went to.
     pub(crate) fn route(&self, msg: &Arc<Message>, routes: &mut Vec<Route>) -> usize {
+        self.route_durable(msg, routes).0
+    }
+
+    /// [`Broker::route`], also telling what it did to durable state.
+    pub(crate) fn route_durable(
+        &self,
+        msg: &Arc<Message>,
+        routes: &mut Vec<Route>,
+    ) -> (usize, Durable) {
+        let mut durable = Durable::default();
         // Read lock only while walking the trie: no `.await`, no session lock inside.
         self.inner
             .subs
@@ -250,25 +515,54 @@ impl Broker {
                 qos: msg.qos.min(route.qos),
                 retain: route.retain_as_published && msg.retain,
                 sub_ids: route.sub_ids,
+                store_id: 0,
             };
-            self.deliver(&route.session, delivery);
+            durable.merge(self.deliver(&route.session, delivery));
         }
-        n
+        (n, durable)
     }
 
     /// Puts a delivery into a session's queue and wakes its connection.
-    pub(crate) fn deliver(&self, session: &Session, delivery: Delivery) {
-        // Only QoS 1/2 deliveries are reported to the store; keep the message for it.
-        let durable = (delivery.qos != QoS::AtMostOnce).then(|| Arc::clone(&delivery.msg));
+    /// QoS 1/2 deliveries to a durable session are recorded in the store first, under the
+    /// session lock, so their later acknowledgement is always recorded after them.
+    pub(crate) fn deliver(&self, session: &Session, mut delivery: Delivery) -> Durable {
+        let mut durable = Durable::default();
+        let persist = delivery.qos != QoS::AtMostOnce && session.is_durable();
         let online = session.is_online();
-        let result = session
-            .lock()
-            .enqueue(delivery, online, self.queue_limits());
+        let store = self.store();
+        let result = {
+            let mut state = session.lock();
+            if persist {
+                let id = store.next_id();
+                let queued = QueuedMessage {
+                    msg: &delivery.msg,
+                    qos: delivery.qos,
+                    retain: delivery.retain,
+                    sub_ids: &delivery.sub_ids,
+                };
+                match store.message_queued(&session.client_id, id, &queued) {
+                    Ok(ticket) => {
+                        durable.ticket = ticket;
+                        delivery.store_id = id;
+                    }
+                    Err(err) => {
+                        drop(state);
+                        self.store_rejected(&delivery.msg.topic, err);
+                        Metrics::add(&self.inner.metrics.messages_dropped, 1);
+                        durable.rejected = true;
+                        return durable;
+                    }
+                }
+            }
+            let id = delivery.store_id;
+            let result = state.enqueue(delivery, online, self.queue_limits());
+            if result.is_err() && id != 0 {
+                store.message_acked(&session.client_id, id);
+            }
+            result
+        };
         match result {
             Ok(()) => {
-                if let Some(msg) = durable {
-                    self.inner.store.message_queued(&session.client_id, &msg);
-                }
                 if online {
                     session.notify.notify_one();
                 }
@@ -280,6 +574,7 @@ impl Broker {
                 }
             }
         }
+        durable
     }
 
     fn queue_limits(&self) -> QueueLimits {
@@ -337,9 +632,15 @@ impl Broker {
                 match (existing, live) {
                     (Some(_), Some(live)) => live,
                     (Some(session), None) if !clean_start => {
-                        let attached = self.attach_to(&session, true, expiry);
+                        let was_durable = session.is_durable();
+                        let mut attached = self.attach_to(&session, true, expiry);
                         drop(registry);
-                        self.inner.store.session_opened(client_id, expiry);
+                        if expiry > 0 {
+                            attached.ticket = self.store().session_opened(client_id, expiry, false);
+                        } else if was_durable {
+                            // Resumed with expiry 0: it ends with this connection.
+                            attached.ticket = self.store().session_ended(client_id);
+                        }
                         return attached;
                     }
                     (existing, _) => {
@@ -347,7 +648,7 @@ impl Broker {
                             self.inner.next_key.fetch_add(1, Ordering::Relaxed),
                             client_id.clone(),
                         );
-                        let attached = self.attach_to(&session, false, expiry);
+                        let mut attached = self.attach_to(&session, false, expiry);
                         registry.insert(client_id.clone(), session);
                         drop(registry);
                         Metrics::add(&self.inner.metrics.sessions, 1);
@@ -355,7 +656,7 @@ impl Broker {
                             self.discard(&old);
                         }
                         if expiry > 0 {
-                            self.inner.store.session_opened(client_id, expiry);
+                            attached.ticket = self.store().session_opened(client_id, expiry, true);
                         }
                         return attached;
                     }
@@ -396,7 +697,11 @@ impl Broker {
         // [MQTT-3.1.3-9] a delayed will is withdrawn when the client reconnects in time.
         if let Some((timer, _)) = state.pending_will.take() {
             timer.cancel();
+            if session.is_durable() {
+                self.store().will_cleared(&session.client_id);
+            }
         }
+        session.set_durable(expiry > 0);
         state.expiry_interval = expiry;
         state.conn = Some(ConnSlot {
             generation,
@@ -409,6 +714,7 @@ impl Broker {
             session_present: present,
             generation,
             kick,
+            ticket: 0,
         }
     }
 
@@ -438,8 +744,13 @@ impl Broker {
         }
         if expiry == 0 {
             self.end_if_idle(session);
-        } else if expiry != u32::MAX {
-            self.arm_expiry(session, expiry);
+        } else {
+            if session.is_durable() {
+                self.store().session_detached(&session.client_id, expiry);
+            }
+            if expiry != u32::MAX {
+                self.arm_expiry(session, expiry);
+            }
         }
         closed.cancel();
     }
@@ -452,6 +763,16 @@ impl Broker {
     }
 
     fn delay_will(&self, session: &Arc<Session>, will: Arc<Message>, delay: u32) {
+        let delay = Duration::from_secs(delay.into());
+        if session.is_durable() {
+            let at = std::time::SystemTime::now() + delay;
+            self.store().will_delayed(&session.client_id, &will, at);
+        }
+        self.delay_will_for(session, will, delay);
+    }
+
+    /// Arms the timer of a delayed will (already recorded in the store when durable).
+    fn delay_will_for(&self, session: &Arc<Session>, will: Arc<Message>, delay: Duration) {
         let timer = CancellationToken::new();
         if let Some((old, _)) = session.lock().pending_will.replace((timer.clone(), will)) {
             old.cancel();
@@ -461,10 +782,13 @@ impl Broker {
         tokio::spawn(async move {
             tokio::select! {
                 () = timer.cancelled() => {}
-                () = tokio::time::sleep(Duration::from_secs(delay.into())) => {
+                () = tokio::time::sleep(delay) => {
                     let will = session.lock().pending_will.take_if(|(t, _)| !t.is_cancelled());
                     if let Some((_, will)) = will {
                         broker.publish_arc(&will);
+                        if session.is_durable() {
+                            broker.store().will_cleared(&session.client_id);
+                        }
                     }
                 }
             }
@@ -472,6 +796,10 @@ impl Broker {
     }
 
     fn arm_expiry(&self, session: &Arc<Session>, expiry: u32) {
+        self.arm_expiry_in(session, Duration::from_secs(expiry.into()));
+    }
+
+    fn arm_expiry_in(&self, session: &Arc<Session>, expiry: Duration) {
         let timer = CancellationToken::new();
         if let Some(old) = session.lock().expiry.replace(timer.clone()) {
             old.cancel();
@@ -481,7 +809,7 @@ impl Broker {
         tokio::spawn(async move {
             tokio::select! {
                 () = timer.cancelled() => {}
-                () = tokio::time::sleep(Duration::from_secs(expiry.into())) => {
+                () = tokio::time::sleep(expiry) => {
                     broker.end_if_idle(&session);
                 }
             }
@@ -531,7 +859,10 @@ impl Broker {
             self.publish_arc(&will);
         }
         Metrics::sub(&self.inner.metrics.sessions, 1);
-        self.inner.store.session_ended(&session.client_id);
+        if session.is_durable() {
+            session.set_durable(false);
+            self.store().session_ended(&session.client_id);
+        }
     }
 
     /// Adds a subscription to the trie; true when it replaced an existing one.
@@ -558,7 +889,7 @@ impl Broker {
         removed
     }
 
-    fn store(&self) -> &dyn Store {
+    pub(crate) fn store(&self) -> &dyn Store {
         &*self.inner.store
     }
 

@@ -54,6 +54,8 @@ pub(crate) struct Delivery {
     pub(crate) retain: bool,
     /// Subscription identifiers to attach (v5).
     pub(crate) sub_ids: Vec<u32>,
+    /// Key of this delivery in the durable store (0: not stored).
+    pub(crate) store_id: u64,
 }
 
 /// Where an outgoing QoS 1/2 message stands.
@@ -199,6 +201,9 @@ pub(crate) struct Session {
     pub(crate) client_id: ByteString,
     /// Whether a connection is attached; read by shared subscriptions without locking.
     online: AtomicBool,
+    /// Whether the session outlives its connection (expiry interval above 0), so the store
+    /// hears of its changes. Set at attach and restore.
+    durable: AtomicBool,
     /// std `Mutex`: held only for short, non-async sections (never across `.await`).
     state: Mutex<SessionState>,
     /// Wakes the attached connection when a delivery was queued. A permit is stored when the
@@ -212,6 +217,7 @@ impl Session {
             key,
             client_id,
             online: AtomicBool::new(false),
+            durable: AtomicBool::new(false),
             state: Mutex::new(SessionState::default()),
             notify: Notify::new(),
         })
@@ -231,6 +237,15 @@ impl Session {
 
     pub(crate) fn set_online(&self, online: bool) {
         self.online.store(online, Ordering::Release);
+    }
+
+    /// Whether the durable store records this session.
+    pub(crate) fn is_durable(&self) -> bool {
+        self.durable.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_durable(&self, durable: bool) {
+        self.durable.store(durable, Ordering::Relaxed);
     }
 }
 
@@ -252,6 +267,7 @@ mod tests {
             qos,
             retain: false,
             sub_ids: Vec::new(),
+            store_id: 0,
         }
     }
 

@@ -1,0 +1,682 @@
+//! Schedules the gateway runs itself, so they fire with no browser open: switch a device (or
+//! every device of a room) on or off at a time of day on chosen weekdays, or switch it off a
+//! set time after it was switched on.
+//!
+//! Schedules are stored as retained JSON messages on `switchboard/schedules/<id>`: the durable
+//! store keeps them across restarts, the dashboard can read and edit them over MQTT, and the
+//! [`run`] task learns every change (from the HTTP API or from MQTT) through one in-process
+//! subscription. Evaluation is pure ([`Rule::next_fire`], [`TimerState`]) and takes the time
+//! from a [`Clock`], so tests run it on virtual time.
+//!
+//! Times of day are in one fixed offset from UTC, `[schedules] utc_offset` (default UTC):
+//! daylight saving time is not followed; change the offset twice a year or run in UTC.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use switchboard_devices::{DeviceId, RelayState};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::devices::Devices;
+use crate::broker::Broker;
+
+/// Topic prefix of stored schedules.
+pub const TOPIC_PREFIX: &str = "switchboard/schedules/";
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The `[schedules]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulesConfig {
+    /// The fixed offset from UTC that times of day are in, `"+01:00"`, `"-05:30"`, `"Z"`.
+    pub utc_offset: UtcOffset,
+}
+
+/// A fixed offset from UTC, in seconds east.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct UtcOffset(pub i32);
+
+impl std::str::FromStr for UtcOffset {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if matches!(text, "Z" | "z" | "UTC" | "") {
+            return Ok(Self(0));
+        }
+        let bad = || format!("`{text}` is not a UTC offset like \"+01:00\" or \"-05:30\"");
+        let (sign, rest) = match text.as_bytes().first() {
+            Some(b'+') => (1, &text[1..]),
+            Some(b'-') => (-1, &text[1..]),
+            _ => return Err(bad()),
+        };
+        let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+        let h: i32 = h.parse().map_err(|_| bad())?;
+        let m: i32 = m.parse().map_err(|_| bad())?;
+        if h > 14 || m > 59 || h < 0 || m < 0 {
+            return Err(bad());
+        }
+        Ok(Self(sign * (h * 3600 + m * 60)))
+    }
+}
+
+impl TryFrom<String> for UtcOffset {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+/// A day of the week.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weekday {
+    /// Monday.
+    Mon,
+    /// Tuesday.
+    Tue,
+    /// Wednesday.
+    Wed,
+    /// Thursday.
+    Thu,
+    /// Friday.
+    Fri,
+    /// Saturday.
+    Sat,
+    /// Sunday.
+    Sun,
+}
+
+impl Weekday {
+    /// The weekday of day `n` since 1970-01-01 (a Thursday).
+    fn of_day(n: i64) -> Self {
+        const DAYS: [Weekday; 7] = [
+            Weekday::Thu,
+            Weekday::Fri,
+            Weekday::Sat,
+            Weekday::Sun,
+            Weekday::Mon,
+            Weekday::Tue,
+            Weekday::Wed,
+        ];
+        DAYS[n.rem_euclid(7) as usize]
+    }
+}
+
+/// A time of day, `"HH:MM"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TimeOfDay {
+    /// Minutes since midnight.
+    pub minutes: u16,
+}
+
+impl TryFrom<String> for TimeOfDay {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not a time of day like \"07:30\"");
+        let (h, m) = text.split_once(':').ok_or_else(bad)?;
+        let h: u16 = h.parse().map_err(|_| bad())?;
+        let m: u16 = m.parse().map_err(|_| bad())?;
+        if h > 23 || m > 59 {
+            return Err(bad());
+        }
+        Ok(Self {
+            minutes: h * 60 + m,
+        })
+    }
+}
+
+impl From<TimeOfDay> for String {
+    fn from(t: TimeOfDay) -> Self {
+        format!("{:02}:{:02}", t.minutes / 60, t.minutes % 60)
+    }
+}
+
+/// What a schedule does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Rule {
+    /// Switch on (`on: true`) or off at `time` on `days` (every day when empty).
+    At {
+        /// Time of day in the configured offset.
+        time: TimeOfDay,
+        /// Days it fires on; empty: every day.
+        #[serde(default)]
+        days: Vec<Weekday>,
+        /// The state to switch to.
+        on: bool,
+    },
+    /// Switch off `seconds` after the relay was seen switching on (a 30 minute timer is
+    /// `1800`).
+    OffAfter {
+        /// Delay in seconds (at least 1).
+        seconds: u64,
+    },
+}
+
+impl Rule {
+    /// For an `At` rule: the first instant strictly after `after_ms` (Unix milliseconds) at
+    /// which it fires; `None` for other rules.
+    #[must_use]
+    pub fn next_fire(&self, after_ms: u64, offset: UtcOffset) -> Option<u64> {
+        let Self::At { time, days, .. } = self else {
+            return None;
+        };
+        let shift = i64::from(offset.0) * 1000;
+        let local = after_ms as i64 + shift;
+        let today = local.div_euclid(DAY_MS);
+        (today..=today + 7)
+            .filter(|d| days.is_empty() || days.contains(&Weekday::of_day(*d)))
+            .map(|d| d * DAY_MS + i64::from(time.minutes) * 60_000)
+            .find(|at| *at > local)
+            .map(|at| (at - shift).max(0) as u64)
+    }
+}
+
+/// A schedule: what it acts on and its rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// Identifier (letters, digits, `-`, `_`); assigned when created without one.
+    #[serde(default)]
+    pub id: String,
+    /// The device, by id (`tasmota:kitchen_kettle`). Exactly one of `device` and `room`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Every device of this room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// 0-based relay of each device.
+    #[serde(default)]
+    pub relay: u8,
+    /// A disabled schedule is kept but never fires.
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+    /// When and what.
+    pub rule: Rule,
+}
+
+fn enabled_default() -> bool {
+    true
+}
+
+impl Schedule {
+    /// Checks the fields the types cannot.
+    ///
+    /// # Errors
+    /// A message for the API's 400 answer.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id.is_empty()
+            || self.id.len() > 64
+            || !self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err("id must be 1 to 64 letters, digits, `-` or `_`".to_owned());
+        }
+        match (&self.device, &self.room) {
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => return Err("set exactly one of `device` and `room`".to_owned()),
+        }
+        if let Rule::OffAfter { seconds: 0 } = self.rule {
+            return Err("`seconds` must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// The source of time for schedules.
+pub trait Clock: Send + Sync + Debug + 'static {
+    /// Unix time in milliseconds.
+    fn now_ms(&self) -> u64;
+    /// Completes once `now_ms() >= deadline_ms` (it may complete earlier; callers re-check).
+    fn sleep_until(&self, deadline_ms: u64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn sleep_until(&self, deadline_ms: u64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        let wait = deadline_ms.saturating_sub(self.now_ms());
+        Box::pin(tokio::time::sleep(Duration::from_millis(wait)))
+    }
+}
+
+/// A clock that moves only when told ([`ManualClock::set`]), for tests.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    now: AtomicU64,
+    /// Wakes sleepers when the time is set.
+    moved: Notify,
+}
+
+impl ManualClock {
+    /// A clock reading `now_ms`.
+    #[must_use]
+    pub fn new(now_ms: u64) -> Self {
+        Self {
+            now: AtomicU64::new(now_ms),
+            moved: Notify::new(),
+        }
+    }
+
+    /// Sets the time and wakes every sleeper.
+    pub fn set(&self, now_ms: u64) {
+        self.now.store(now_ms, Ordering::SeqCst);
+        self.moved.notify_waiters();
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.now.load(Ordering::SeqCst)
+    }
+
+    fn sleep_until(&self, deadline_ms: u64) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            loop {
+                let moved = self.moved.notified();
+                tokio::pin!(moved);
+                // Registered before the check, so a `set` in between is not missed.
+                moved.as_mut().enable();
+                if self.now_ms() >= deadline_ms {
+                    return;
+                }
+                moved.await;
+            }
+        })
+    }
+}
+
+/// The "off after" timers: when each relay was seen switching on, per schedule.
+#[derive(Debug, Default)]
+pub struct TimerState {
+    /// (schedule id, device, relay) to the time it was first seen on; `None` once fired
+    /// (re-armed when the relay is seen off).
+    on_since: HashMap<(String, DeviceId, u8), Option<u64>>,
+}
+
+impl TimerState {
+    /// Updates a timer with the relay's state at `now_ms`; true when it is due to switch the
+    /// relay off now (then it is marked fired).
+    pub fn observe(
+        &mut self,
+        key: (String, DeviceId, u8),
+        on: bool,
+        seconds: u64,
+        now_ms: u64,
+    ) -> bool {
+        if !on {
+            self.on_since.remove(&key);
+            return false;
+        }
+        let since = self.on_since.entry(key).or_insert(Some(now_ms));
+        match since {
+            Some(at) if now_ms >= at.saturating_add(seconds.saturating_mul(1000)) => {
+                *since = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The earliest pending deadline.
+    #[must_use]
+    pub fn next_deadline(&self, schedules: &BTreeMap<String, Schedule>) -> Option<u64> {
+        self.on_since
+            .iter()
+            .filter_map(|((id, _, _), since)| {
+                let Rule::OffAfter { seconds } = schedules.get(id)?.rule else {
+                    return None;
+                };
+                since.map(|at| at.saturating_add(seconds.saturating_mul(1000)))
+            })
+            .min()
+    }
+
+    /// Forgets timers of schedules that no longer exist.
+    pub fn retain(&mut self, schedules: &BTreeMap<String, Schedule>) {
+        self.on_since
+            .retain(|(id, _, _), _| schedules.contains_key(id));
+    }
+}
+
+/// The schedules in force, shared by the HTTP API and the [`run`] task.
+#[derive(Debug, Clone)]
+pub struct Schedules {
+    inner: Arc<SchedulesInner>,
+}
+
+#[derive(Debug)]
+struct SchedulesInner {
+    broker: Broker,
+    offset: UtcOffset,
+    clock: Arc<dyn Clock>,
+    /// By id. `parking_lot::Mutex`: held for short sections without `.await`.
+    map: parking_lot::Mutex<BTreeMap<String, Schedule>>,
+    /// Wakes the runner when a schedule changed.
+    changed: Notify,
+}
+
+impl Schedules {
+    /// An empty set; [`run`] fills it from the retained messages.
+    #[must_use]
+    pub fn new(broker: Broker, config: &SchedulesConfig, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner: Arc::new(SchedulesInner {
+                broker,
+                offset: config.utc_offset,
+                clock,
+                map: parking_lot::Mutex::default(),
+                changed: Notify::new(),
+            }),
+        }
+    }
+
+    /// Every schedule, ordered by id.
+    #[must_use]
+    pub fn list(&self) -> Vec<Schedule> {
+        self.inner.map.lock().values().cloned().collect()
+    }
+
+    /// The schedule `id`.
+    #[must_use]
+    pub fn get(&self, id: &str) -> Option<Schedule> {
+        self.inner.map.lock().get(id).cloned()
+    }
+
+    /// The next time the schedule fires (At rules), Unix milliseconds.
+    #[must_use]
+    pub fn next_fire(&self, schedule: &Schedule) -> Option<u64> {
+        schedule
+            .rule
+            .next_fire(self.inner.clock.now_ms(), self.inner.offset)
+    }
+
+    /// Stores (creates or replaces) a valid schedule: retained on its topic, and in force now.
+    pub fn put(&self, schedule: Schedule) {
+        let payload = serde_json::to_vec(&schedule).unwrap_or_default();
+        self.inner.broker.publish_internal(
+            format!("{TOPIC_PREFIX}{}", schedule.id),
+            payload,
+            switchboard_mqtt::QoS::AtLeastOnce,
+            true,
+        );
+        self.inner.map.lock().insert(schedule.id.clone(), schedule);
+        self.inner.changed.notify_one();
+    }
+
+    /// Deletes a schedule; false when there was none.
+    pub fn delete(&self, id: &str) -> bool {
+        let existed = self.inner.map.lock().remove(id).is_some();
+        if existed {
+            self.inner.broker.publish_internal(
+                format!("{TOPIC_PREFIX}{id}"),
+                Vec::new(),
+                switchboard_mqtt::QoS::AtLeastOnce,
+                true,
+            );
+            self.inner.changed.notify_one();
+        }
+        existed
+    }
+
+    /// Applies a retained schedule message (from the API, the dashboard or the store).
+    fn apply_message(&self, topic: &str, payload: &[u8]) {
+        let Some(id) = topic.strip_prefix(TOPIC_PREFIX) else {
+            return;
+        };
+        if payload.is_empty() {
+            self.inner.map.lock().remove(id);
+        } else {
+            match serde_json::from_slice::<Schedule>(payload) {
+                Ok(mut schedule) => {
+                    schedule.id = id.to_owned();
+                    if let Err(err) = schedule.validate() {
+                        tracing::warn!(%topic, "invalid schedule ignored: {err}");
+                        return;
+                    }
+                    self.inner.map.lock().insert(id.to_owned(), schedule);
+                }
+                Err(err) => {
+                    tracing::warn!(%topic, "unreadable schedule ignored: {err}");
+                    return;
+                }
+            }
+        }
+        self.inner.changed.notify_one();
+    }
+}
+
+/// The devices and relays a schedule acts on now.
+fn targets(schedule: &Schedule, devices: &Devices) -> Vec<(DeviceId, u8, RelayState)> {
+    devices.with_registry(|registry| {
+        registry
+            .devices()
+            .filter(|d| match (&schedule.device, &schedule.room) {
+                (Some(id), _) => d.id.as_str() == id,
+                (None, Some(room)) => d.room.as_deref() == Some(room.as_str()),
+                (None, None) => false,
+            })
+            .filter_map(|d| {
+                let relay = d.relay(schedule.relay)?;
+                Some((d.id.clone(), relay.index, relay.state))
+            })
+            .collect()
+    })
+}
+
+/// Runs the schedules until `shutdown`: keeps them in step with `switchboard/schedules/+`,
+/// fires `At` rules when their time passes and "off after" timers when they expire.
+pub async fn run(schedules: Schedules, devices: Devices, shutdown: CancellationToken) {
+    let inner = &schedules.inner;
+    let filter = format!("{TOPIC_PREFIX}+");
+    let mut sub = inner
+        .broker
+        .subscribe_internal("schedules", &[filter.as_str()], 256);
+    let mut device_changes = devices.changes();
+    let mut timers = TimerState::default();
+    let mut last = inner.clock.now_ms();
+    loop {
+        let now = inner.clock.now_ms();
+        let map = inner.map.lock().clone();
+        timers.retain(&map);
+        for schedule in map.values().filter(|s| s.enabled) {
+            match &schedule.rule {
+                Rule::At { on, .. } => {
+                    if schedule
+                        .rule
+                        .next_fire(last, inner.offset)
+                        .is_some_and(|at| at <= now)
+                    {
+                        for (id, relay, _) in targets(schedule, &devices) {
+                            tracing::info!(schedule = %schedule.id, device = %id, relay, on, "schedule fired");
+                            if let Err(err) = devices.command(&id, relay, *on) {
+                                tracing::warn!(schedule = %schedule.id, device = %id, "schedule could not switch: {err}");
+                            }
+                        }
+                    }
+                }
+                Rule::OffAfter { seconds } => {
+                    for (id, relay, state) in targets(schedule, &devices) {
+                        let key = (schedule.id.clone(), id.clone(), relay);
+                        if timers.observe(key, state == RelayState::On, *seconds, now) {
+                            tracing::info!(schedule = %schedule.id, device = %id, relay, "timer expired, switching off");
+                            if let Err(err) = devices.command(&id, relay, false) {
+                                tracing::warn!(schedule = %schedule.id, device = %id, "timer could not switch off: {err}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        last = now;
+        let next = map
+            .values()
+            .filter(|s| s.enabled)
+            .filter_map(|s| s.rule.next_fire(now, inner.offset))
+            .chain(timers.next_deadline(&map))
+            .min()
+            .unwrap_or(u64::MAX)
+            // Re-evaluate at least every minute (clock jumps, missed wake-ups).
+            .min(now.saturating_add(60_000));
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = inner.clock.sleep_until(next) => {}
+            () = inner.changed.notified() => {}
+            changed = device_changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            msg = sub.recv() => match msg {
+                Some(m) => schedules.apply_message(&m.msg.topic, &m.msg.payload),
+                None => return,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2026-11-23 was a Monday; 00:00 UTC that day in Unix milliseconds.
+    const MONDAY: u64 = 1_795_392_000_000;
+    const HOUR: u64 = 3_600_000;
+
+    fn at(time: &str, days: Vec<Weekday>) -> Rule {
+        Rule::At {
+            time: TimeOfDay::try_from(time.to_owned()).unwrap(),
+            days,
+            on: true,
+        }
+    }
+
+    #[test]
+    fn the_epoch_day_is_known() {
+        assert_eq!(
+            Weekday::of_day((MONDAY / DAY_MS as u64) as i64),
+            Weekday::Mon
+        );
+    }
+
+    #[test]
+    fn next_fire_is_today_or_tomorrow() {
+        let rule = at("07:30", vec![]);
+        let utc = UtcOffset(0);
+        let today = MONDAY + 7 * HOUR + HOUR / 2;
+        assert_eq!(rule.next_fire(MONDAY, utc), Some(today));
+        // Strictly after: at 07:30 itself the next one is tomorrow.
+        assert_eq!(rule.next_fire(today, utc), Some(today + DAY_MS as u64));
+        assert_eq!(rule.next_fire(today - 1, utc), Some(today));
+    }
+
+    #[test]
+    fn weekdays_are_respected() {
+        let rule = at("08:00", vec![Weekday::Sat, Weekday::Sun]);
+        let saturday = MONDAY + 5 * DAY_MS as u64 + 8 * HOUR;
+        assert_eq!(rule.next_fire(MONDAY, UtcOffset(0)), Some(saturday));
+        assert_eq!(
+            rule.next_fire(saturday, UtcOffset(0)),
+            Some(saturday + DAY_MS as u64)
+        );
+        // Sunday 08:00 to next Saturday.
+        let sunday = saturday + DAY_MS as u64;
+        assert_eq!(
+            rule.next_fire(sunday, UtcOffset(0)),
+            Some(saturday + 7 * DAY_MS as u64)
+        );
+    }
+
+    #[test]
+    fn the_offset_shifts_local_time() {
+        let rule = at("07:00", vec![Weekday::Mon]);
+        let plus_one: UtcOffset = "+01:00".parse().unwrap();
+        // 07:00 at +01:00 is 06:00 UTC.
+        assert_eq!(rule.next_fire(MONDAY, plus_one), Some(MONDAY + 6 * HOUR));
+        let minus: UtcOffset = "-05:30".parse().unwrap();
+        assert_eq!(minus.0, -(5 * 3600 + 1800));
+        // Monday 07:00 at -05:30 is 12:30 UTC.
+        assert_eq!(
+            rule.next_fire(MONDAY, minus),
+            Some(MONDAY + 12 * HOUR + HOUR / 2)
+        );
+        assert!("01:00".parse::<UtcOffset>().is_err());
+        assert!("+25:00".parse::<UtcOffset>().is_err());
+    }
+
+    #[test]
+    fn timers_fire_once_per_switch_on() {
+        let mut timers = TimerState::default();
+        let key = || {
+            (
+                "t".to_owned(),
+                DeviceId::new(switchboard_devices::Family::Tasmota, "a"),
+                0,
+            )
+        };
+        assert!(!timers.observe(key(), true, 60, 1_000));
+        assert!(!timers.observe(key(), true, 60, 60_999));
+        assert!(timers.observe(key(), true, 60, 61_000));
+        // Still on (the command is not confirmed yet): not again.
+        assert!(!timers.observe(key(), true, 60, 200_000));
+        assert!(!timers.observe(key(), false, 60, 201_000));
+        assert!(!timers.observe(key(), true, 60, 300_000));
+        assert!(timers.observe(key(), true, 60, 360_000));
+    }
+
+    #[test]
+    fn schedules_round_trip_as_json() {
+        let json = r#"{"id":"wake","device":"tasmota:a","rule":{"kind":"at","time":"07:05","days":["mon","fri"],"on":true}}"#;
+        let s: Schedule = serde_json::from_str(json).unwrap();
+        assert!(s.enabled);
+        s.validate().unwrap();
+        let back = serde_json::to_string(&s).unwrap();
+        assert!(back.contains("\"time\":\"07:05\""), "{back}");
+        assert!(
+            serde_json::from_str::<Schedule>(r#"{"rule":{"kind":"at","time":"24:00","on":true}}"#)
+                .is_err()
+        );
+        let both = Schedule {
+            room: Some("Kitchen".into()),
+            ..s
+        };
+        assert!(both.validate().is_err());
+    }
+
+    #[tokio::test]
+    async fn the_manual_clock_wakes_sleepers() {
+        let clock = Arc::new(ManualClock::new(0));
+        let sleeper = {
+            let clock = Arc::clone(&clock);
+            tokio::spawn(async move { clock.sleep_until(5_000).await })
+        };
+        clock.set(1_000);
+        clock.set(5_000);
+        tokio::time::timeout(Duration::from_secs(5), sleeper)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}

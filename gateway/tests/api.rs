@@ -1,0 +1,597 @@
+//! The HTTP API over real HTTP on `127.0.0.1:0`: authentication, clients, sessions,
+//! subscriptions, retained messages, the device facade (with a simulated Tasmota plug, and a
+//! plug that never answers) and schedules (CRUD, and firing on an injected clock).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Client, TIMEOUT, V3_1_1, V5, text};
+use serde_json::{Value, json};
+use switchboard::config::Config;
+use switchboard::schedule::ManualClock;
+use switchboard_mqtt::QoS;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+const KEY: &str = "test-key-1";
+
+/// 2026-11-23 (a Monday) 00:00 UTC, Unix milliseconds.
+const MONDAY: u64 = 1_795_392_000_000;
+
+struct Gateway {
+    mqtt: SocketAddr,
+    http: SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Gateway {
+    async fn start(keys: bool, clock: Option<Arc<ManualClock>>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut gw = Self::start_in(dir.path(), keys, clock).await;
+        gw._dir = Some(dir);
+        gw
+    }
+
+    /// A gateway keeping its data in `data_dir` (so a second one finds the first one's store).
+    async fn start_in(
+        data_dir: &std::path::Path,
+        keys: bool,
+        clock: Option<Arc<ManualClock>>,
+    ) -> Self {
+        let mut config = Config {
+            data_dir: data_dir.to_owned(),
+            ..Config::default()
+        };
+        config.listeners.mqtt = vec!["127.0.0.1:0".parse().unwrap()];
+        config.listeners.http = vec!["127.0.0.1:0".parse().unwrap()];
+        config.broker.sys_interval = 0;
+        config.api.command_timeout_ms = 400;
+        if keys {
+            config.api.keys = vec![switchboard::api::KeyHash::of(KEY)];
+        }
+        let options = switchboard::RunOptions {
+            clock: clock.map(|c| c as Arc<dyn switchboard::schedule::Clock>),
+        };
+        let shutdown = CancellationToken::new();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move {
+            switchboard::run_with(config, options, token, move |bound| {
+                let _ = tx.send((bound.mqtt[0], bound.http[0]));
+            })
+            .await
+        });
+        let (mqtt, http) = tokio::time::timeout(TIMEOUT, rx).await.unwrap().unwrap();
+        Self {
+            mqtt,
+            http,
+            shutdown,
+            task,
+            _dir: None,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(TIMEOUT, self.task)
+            .await
+            .expect("stopped in time")
+            .unwrap()
+            .unwrap();
+    }
+
+    /// One request with the test key; returns status, headers (lower-case names) and body.
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        request(self.http, method, path, Some(KEY), body).await
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> Reply {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let io = async {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        raw
+    };
+    let raw = tokio::time::timeout(TIMEOUT, io).await.expect("answered");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let status = head[9..12].parse().unwrap();
+    Reply {
+        status,
+        head,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+/// Repeats `get` until `done` holds for its reply (bounded by TIMEOUT). The registry is fed
+/// asynchronously, and the API offers no change feed to wait on.
+async fn until(gw: &Gateway, path: &str, done: impl Fn(&Reply) -> bool) -> Reply {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let reply = gw.call("GET", path, None).await;
+        if done(&reply) {
+            return reply;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} never satisfied: {reply:?}"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_key_are_refused() {
+    let gw = Gateway::start(true, None).await;
+    for key in [None, Some("wrong")] {
+        let reply = request(gw.http, "GET", "/api/v1/clients", key, None).await;
+        assert_eq!(reply.status, 401);
+        assert!(
+            reply.head.contains("www-authenticate: bearer"),
+            "{}",
+            reply.head
+        );
+        assert!(reply.json()["error"].is_string());
+    }
+    let reply = request(gw.http, "GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(reply.status, 200);
+    let doc = reply.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(doc["paths"]["/api/v1/devices/{id}/power"].is_object());
+    assert_eq!(gw.call("GET", "/api/v1/nothing", None).await.status, 404);
+    assert_eq!(gw.call("PATCH", "/api/v1/clients", None).await.status, 405);
+    let metrics = request(gw.http, "GET", "/metrics", None, None).await;
+    assert!(
+        String::from_utf8_lossy(&metrics.body).contains("switchboard_api_auth_failures_total 2")
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn without_keys_loopback_needs_none() {
+    let gw = Gateway::start(false, None).await;
+    let reply = request(gw.http, "GET", "/api/v1/clients", None, None).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json(), json!([]));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn clients_sessions_subscriptions_and_disconnect() {
+    let gw = Gateway::start(true, None).await;
+    let mut c = Client::connect(gw.mqtt, V5, "api-client").await;
+    c.subscribe("a/+/c", QoS::AtLeastOnce).await;
+    let old = Client::connect(gw.mqtt, V3_1_1, "api-old").await;
+    let clients = gw.call("GET", "/api/v1/clients", None).await.json();
+    let me = clients
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "api-client")
+        .expect("listed");
+    assert_eq!(me["transport"], "tcp");
+    assert_eq!(me["protocol"], "5.0");
+    assert!(me["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(me["connected_since_ms"].as_u64().unwrap() > 0);
+    let old_entry = clients
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "api-old")
+        .expect("listed");
+    assert_eq!(old_entry["protocol"], "3.1.1");
+    old.disconnect().await;
+
+    let sessions = gw.call("GET", "/api/v1/sessions", None).await.json();
+    let s = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["client_id"] == "api-client")
+        .expect("session");
+    assert_eq!(s["connected"], true);
+    assert_eq!(s["subscriptions"], json!(["a/+/c"]));
+    let subs = gw.call("GET", "/api/v1/subscriptions", None).await.json();
+    assert!(
+        subs.as_array()
+            .unwrap()
+            .contains(&json!({"client_id": "api-client", "filter": "a/+/c"}))
+    );
+
+    assert_eq!(
+        gw.call("DELETE", "/api/v1/clients/api-client", None)
+            .await
+            .status,
+        204
+    );
+    let goodbye = c.closed().await;
+    assert!(goodbye.is_some(), "a v5 client is told why");
+    assert_eq!(
+        gw.call("DELETE", "/api/v1/clients/nobody", None)
+            .await
+            .status,
+        404
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn retained_messages_are_listed_and_deleted() {
+    let gw = Gateway::start(true, None).await;
+    let mut c = Client::connect(gw.mqtt, V5, "retainer").await;
+    c.publish("r/1", "one", QoS::AtLeastOnce, true).await;
+    c.publish("r/2", "two", QoS::AtLeastOnce, true).await;
+    c.publish("other", "x", QoS::AtLeastOnce, true).await;
+    let list = gw.call("GET", "/api/v1/retained?filter=r/%23", None).await;
+    assert_eq!(list.status, 200);
+    let list = list.json();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(list[0]["topic"], "r/1");
+    assert_eq!(list[0]["payload"], "one");
+    assert_eq!(list[0]["qos"], 1);
+    let all = gw.call("GET", "/api/v1/retained", None).await.json();
+    assert_eq!(all.as_array().unwrap().len(), 3);
+    assert_eq!(
+        gw.call("DELETE", "/api/v1/retained/r/1", None).await.status,
+        204
+    );
+    let list = gw
+        .call("GET", "/api/v1/retained?filter=r/+", None)
+        .await
+        .json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(
+        gw.call("DELETE", "/api/v1/retained/r/1", None).await.status,
+        404
+    );
+    assert_eq!(
+        gw.call("GET", "/api/v1/retained?filter=a/%23/b", None)
+            .await
+            .status,
+        400
+    );
+    // The deletion reached subscribers' view too: a new subscriber gets only r/2.
+    c.subscribe("r/#", QoS::AtMostOnce).await;
+    let p = c.recv_publish().await;
+    assert_eq!(&*p.topic, "r/2");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn device_power_is_confirmed_by_a_simulated_tasmota_plug() {
+    use switchboard::sim;
+    let gw = Gateway::start(true, None).await;
+    let config = sim::SimConfig {
+        count: 1,
+        profile: sim::Profile::Tasmota,
+        seed: 7,
+        behaviour: sim::Behaviour {
+            button_mean: None,
+            fault_mean: None,
+            ..sim::Behaviour::default()
+        },
+    };
+    let devices = sim::fleet(&config);
+    let id = sim::device_id(&devices[0], 0).to_string();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let sim_stop = CancellationToken::new();
+    let broker = sim::BrokerOptions {
+        addr: gw.mqtt.to_string(),
+        username: None,
+        password: None,
+    };
+    sim::spawn(devices, &broker, &tracker, &sim_stop);
+
+    let path = format!("/api/v1/devices/{id}");
+    let device = until(&gw, &path, |r| {
+        r.status == 200
+            && r.json()["online"] == "Online"
+            && r.json()["relays"][0]["state"] != "Unknown"
+    })
+    .await
+    .json();
+    let listed = gw.call("GET", "/api/v1/devices", None).await.json();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == id.as_str())
+    );
+
+    let was_on = device["relays"][0]["state"] == "On";
+    for on in [!was_on, was_on] {
+        let reply = gw
+            .call(
+                "POST",
+                &format!("{path}/power"),
+                Some(json!({"relay": 0, "on": on})),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        let state = &reply.json()["relays"][0];
+        assert_eq!(state["state"], if on { "On" } else { "Off" });
+        assert!(state["pending"].is_null());
+    }
+    let bad = gw
+        .call(
+            "POST",
+            &format!("{path}/power"),
+            Some(json!({"relay": 9, "on": true})),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    let bad = gw
+        .call("POST", &format!("{path}/power"), Some(json!({"of": true})))
+        .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        gw.call("GET", "/api/v1/devices/tasmota:none", None)
+            .await
+            .status,
+        404
+    );
+    sim_stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+    gw.stop().await;
+}
+
+/// A plug that announces itself and then ignores commands.
+async fn mute_plug(gw: &Gateway, name: &str) -> Client {
+    let mut plug = Client::connect(gw.mqtt, V5, name).await;
+    plug.subscribe(&format!("cmnd/{name}/#"), QoS::AtMostOnce)
+        .await;
+    plug.publish(
+        &format!("tele/{name}/LWT"),
+        "Online",
+        QoS::AtLeastOnce,
+        true,
+    )
+    .await;
+    plug.publish(
+        &format!("stat/{name}/POWER"),
+        "OFF",
+        QoS::AtLeastOnce,
+        false,
+    )
+    .await;
+    until(gw, &format!("/api/v1/devices/tasmota:{name}"), |r| {
+        r.status == 200 && r.json()["relays"][0]["state"] == "Off"
+    })
+    .await;
+    plug
+}
+
+#[tokio::test]
+async fn a_device_that_never_confirms_gets_504() {
+    let gw = Gateway::start(true, None).await;
+    let mut plug = mute_plug(&gw, "mute").await;
+    let reply = gw
+        .call(
+            "POST",
+            "/api/v1/devices/tasmota:mute/power",
+            Some(json!({"on": true})),
+        )
+        .await;
+    assert_eq!(reply.status, 504);
+    assert!(reply.json()["error"].is_string());
+    // The command did reach the plug.
+    let cmd = plug.recv_publish().await;
+    assert_eq!(&*cmd.topic, "cmnd/mute/POWER");
+    assert_eq!(text(&cmd), "ON");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn schedules_crud() {
+    let gw = Gateway::start(true, None).await;
+    let body = json!({
+        "device": "tasmota:x",
+        "rule": {"kind": "at", "time": "07:30", "days": ["mon", "fri"], "on": true}
+    });
+    let created = gw.call("POST", "/api/v1/schedules", Some(body)).await;
+    assert_eq!(created.status, 201);
+    let created = created.json();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(created["next_fire_ms"].as_u64().is_some());
+    assert_eq!(created["enabled"], true);
+
+    let list = gw.call("GET", "/api/v1/schedules", None).await.json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let one = gw
+        .call("GET", &format!("/api/v1/schedules/{id}"), None)
+        .await;
+    assert_eq!(one.json()["rule"]["time"], "07:30");
+    // A listing entry can be sent back as is (its computed next_fire_ms is ignored).
+    let same = gw
+        .call("PUT", &format!("/api/v1/schedules/{id}"), Some(one.json()))
+        .await;
+    assert_eq!(same.status, 200, "{}", String::from_utf8_lossy(&same.body));
+
+    let update = json!({"room": "Kitchen", "rule": {"kind": "off_after", "seconds": 1800}});
+    let replaced = gw
+        .call(
+            "PUT",
+            &format!("/api/v1/schedules/{id}"),
+            Some(update.clone()),
+        )
+        .await;
+    assert_eq!(replaced.status, 200);
+    assert_eq!(replaced.json()["room"], "Kitchen");
+    let named = gw
+        .call("PUT", "/api/v1/schedules/night", Some(update))
+        .await;
+    assert_eq!(named.status, 201);
+
+    // Stored as retained JSON where the dashboard can read it.
+    let stored = gw
+        .call(
+            "GET",
+            "/api/v1/retained?filter=switchboard/schedules/%2B",
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(stored.as_array().unwrap().len(), 2, "{stored}");
+    let night: Value = serde_json::from_str(stored[1]["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(night["rule"]["seconds"], 1800);
+
+    for invalid in [
+        json!({"rule": {"kind": "at", "time": "25:00", "on": true}, "device": "a"}),
+        json!({"rule": {"kind": "off_after", "seconds": 5}}),
+        json!({"rule": {"kind": "off_after", "seconds": 0}, "device": "a"}),
+        json!({"device": "a", "room": "b", "rule": {"kind": "off_after", "seconds": 5}}),
+    ] {
+        let reply = gw.call("POST", "/api/v1/schedules", Some(invalid)).await;
+        assert_eq!(
+            reply.status,
+            400,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    assert_eq!(
+        gw.call("DELETE", &format!("/api/v1/schedules/{id}"), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        gw.call("DELETE", &format!("/api/v1/schedules/{id}"), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        gw.call("GET", "/api/v1/schedules", None)
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn schedules_fire_on_the_injected_clock() {
+    let start = MONDAY + 7 * 3_600_000 + 29 * 60_000; // Monday 07:29 UTC
+    let clock = Arc::new(ManualClock::new(start));
+    let gw = Gateway::start(true, Some(Arc::clone(&clock))).await;
+    let mut plug = mute_plug(&gw, "sched").await;
+
+    // An "at" rule: on at 07:30 on Mondays.
+    let at = json!({
+        "id": "morning",
+        "device": "tasmota:sched",
+        "rule": {"kind": "at", "time": "07:30", "days": ["mon"], "on": true}
+    });
+    let created = gw.call("POST", "/api/v1/schedules", Some(at)).await.json();
+    assert_eq!(created["next_fire_ms"], start + 60_000);
+    clock.set(start + 61_000);
+    let cmd = plug.recv_publish().await;
+    assert_eq!(&*cmd.topic, "cmnd/sched/POWER");
+    assert_eq!(text(&cmd), "ON");
+
+    // An "off after" timer of 90 s: starts when the plug is seen on.
+    let timer = json!({
+        "id": "timer",
+        "device": "tasmota:sched",
+        "rule": {"kind": "off_after", "seconds": 90}
+    });
+    assert_eq!(
+        gw.call("POST", "/api/v1/schedules", Some(timer))
+            .await
+            .status,
+        201
+    );
+    plug.publish("stat/sched/POWER", "ON", QoS::AtLeastOnce, false)
+        .await;
+    until(&gw, "/api/v1/devices/tasmota:sched", |r| {
+        r.json()["relays"][0]["state"] == "On"
+    })
+    .await;
+    // Move the clock in 90 s steps: the first step the runner sees may be the one that starts
+    // the timer; the OFF command must come at most one step later.
+    let mut now = start + 61_000;
+    let mut steps = 0;
+    let cmd = loop {
+        now += 90_000;
+        steps += 1;
+        assert!(steps <= 3, "the timer never fired");
+        clock.set(now);
+        if let Ok(p) = tokio::time::timeout(Duration::from_millis(500), plug.recv_publish()).await {
+            break p;
+        }
+    };
+    assert_eq!(&*cmd.topic, "cmnd/sched/POWER");
+    assert_eq!(text(&cmd), "OFF");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn schedules_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start_in(dir.path(), true, None).await;
+    let body = json!({
+        "id": "kept",
+        "room": "Office",
+        "rule": {"kind": "at", "time": "22:00", "on": false}
+    });
+    assert_eq!(
+        gw.call("POST", "/api/v1/schedules", Some(body))
+            .await
+            .status,
+        201
+    );
+    gw.stop().await;
+    let gw = Gateway::start_in(dir.path(), true, None).await;
+    let one = until(&gw, "/api/v1/schedules/kept", |r| r.status == 200).await;
+    assert_eq!(one.json()["room"], "Office");
+    assert_eq!(one.json()["rule"]["time"], "22:00");
+    gw.stop().await;
+}

@@ -1,0 +1,806 @@
+//! Users, ACLs, tokens, the anonymous policy and abuse limits, end to end: the gateway
+//! in-process (or the `switchboard` binary for SIGHUP) on `127.0.0.1:0`, raw MQTT packets over
+//! TCP and WebSocket.
+
+mod sec_support;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use sec_support::{Gateway, Mq, TIMEOUT, V3_1_1, V5, connect_packet, tcp, text};
+use switchboard::config::Config;
+use switchboard::security::token::{self, Claims};
+use switchboard_mqtt::{ProtocolVersion, QoS, ReasonCode};
+use tokio::io::AsyncBufReadExt as _;
+
+/// Fast failed-login back-off so refusals do not slow the other tests down.
+fn quick(config: &mut Config) {
+    config.limits.login_backoff_ms = 1;
+    config.limits.login_backoff_max_ms = 2;
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs the `switchboard` binary; its standard output.
+fn cli(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .output()
+        .expect("run switchboard");
+    assert!(
+        out.status.success(),
+        "switchboard {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A password file with alice (argon2id, through `switchboard passwd`), bob (Mosquitto `$7$`)
+/// and carol (Mosquitto `$6$`), the latter two written by the real `mosquitto_passwd`.
+fn users_file(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("passwd");
+    let mosquitto = sec_support::mosquitto_passwd();
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new(&mosquitto)
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mosquitto_passwd {args:?}");
+    };
+    let file = path.to_str().unwrap();
+    run(&["-c", "-b", file, "bob", "bob-pw"]);
+    run(&["-H", "sha512", "-b", file, "carol", "carol-pw"]);
+    run(&["-b", file, "admin", "admin-pw"]);
+    cli(&["passwd", file, "add", "alice", "--password", "alice-pw"]);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("bob:$7$"), "{text}");
+    assert!(text.contains("carol:$6$"), "{text}");
+    assert!(text.contains("alice:$argon2id$"), "{text}");
+    assert_eq!(cli(&["passwd", file, "list"]), "admin\nalice\nbob\ncarol\n");
+    path
+}
+
+async fn both(mut test: impl AsyncFnMut(ProtocolVersion)) {
+    test(V3_1_1).await;
+    test(V5).await;
+}
+
+/// Without users: anonymous from loopback is accepted, from a non-loopback address (a
+/// WebSocket forwarded by a trusted proxy) refused with 0x87 / return code 5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_only_from_loopback_by_default() {
+    let gw = Gateway::start(|c| {
+        quick(c);
+        c.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    both(async |v| {
+        let mut local = tcp(gw.mqtt, v).await;
+        assert_eq!(
+            local.connect(connect_packet(v, "", None, None)).await.code,
+            ReasonCode::Success
+        );
+        let ws = gw.ws("", &[]).await.unwrap();
+        let mut ws = Mq::new(ws, v);
+        assert_eq!(
+            ws.connect(connect_packet(v, "", None, None)).await.code,
+            ReasonCode::Success
+        );
+        for i in 0..2 {
+            let ws = gw
+                .ws("", &[("x-forwarded-for", "203.0.113.9")])
+                .await
+                .unwrap();
+            let mut remote = Mq::new(ws, v);
+            let ack = remote
+                .connect(connect_packet(v, &format!("r{i}"), None, None))
+                .await;
+            assert_eq!(ack.code, ReasonCode::NotAuthorized, "{v:?}");
+            assert!(remote.closed().await.is_none());
+        }
+    })
+    .await;
+    gw.stop().await;
+
+    // `allow_anonymous` opens it.
+    let gw = Gateway::start(|c| {
+        quick(c);
+        c.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        c.security.allow_anonymous = true;
+    })
+    .await;
+    let ws = gw
+        .ws("", &[("x-forwarded-for", "203.0.113.9")])
+        .await
+        .unwrap();
+    let mut remote = Mq::new(ws, V5);
+    assert_eq!(
+        remote
+            .connect(connect_packet(V5, "r", None, None))
+            .await
+            .code,
+        ReasonCode::Success
+    );
+    gw.stop().await;
+}
+
+/// argon2id users and Mosquitto `$7$`/`$6$` users log in; a wrong password gets 0x86 / return
+/// code 4; with users configured anonymous clients are refused even from loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_from_argon2_and_mosquitto_password_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = users_file(dir.path());
+    let gw = Gateway::start(|c| {
+        quick(c);
+        c.security.password_file = Some(passwd.clone());
+    })
+    .await;
+    both(async |v| {
+        for (user, pw) in [
+            ("alice", "alice-pw"),
+            ("bob", "bob-pw"),
+            ("carol", "carol-pw"),
+        ] {
+            let mut c = tcp(gw.mqtt, v).await;
+            let ack = c
+                .connect(connect_packet(v, user, Some(user), Some(pw)))
+                .await;
+            assert_eq!(ack.code, ReasonCode::Success, "{user} {v:?}");
+            c.drain().await;
+        }
+        for (user, pw) in [("alice", "bob-pw"), ("bob", "x"), ("nobody", "x")] {
+            let mut c = tcp(gw.mqtt, v).await;
+            let ack = c
+                .connect(connect_packet(v, "w", Some(user), Some(pw)))
+                .await;
+            assert_eq!(ack.code, ReasonCode::BadUserNameOrPassword, "{user} {v:?}");
+        }
+        let mut anon = tcp(gw.mqtt, v).await;
+        let ack = anon.connect(connect_packet(v, "anon", None, None)).await;
+        assert_eq!(ack.code, ReasonCode::NotAuthorized, "{v:?}");
+    })
+    .await;
+    gw.stop().await;
+}
+
+const ACL: &str = "\
+# anonymous section: nothing
+user alice
+topic read a/#
+topic write w/#
+topic deny a/secret/#
+user admin
+topic readwrite #
+pattern readwrite p/%u/%c/#
+";
+
+/// Mosquitto ACL semantics: read/write/deny, patterns with `%u` and `%c`, denied subscribe
+/// (0x87 / 0x80), denied publish (v5 PUBACK 0x87, 3.1.1 dropped), and no leak at delivery
+/// (a `#` subscription with read on `a/#` only) or of retained messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_file_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = users_file(dir.path());
+    let acl = write(dir.path(), "acl", ACL);
+    let gw = Gateway::start(|c| {
+        quick(c);
+        c.security.password_file = Some(passwd.clone());
+        c.security.acl_file = Some(acl.clone());
+    })
+    .await;
+    let mut admin = tcp(gw.mqtt, V5).await;
+    admin
+        .connect(connect_packet(V5, "admin", Some("admin"), Some("admin-pw")))
+        .await;
+    for topic in ["a/r", "b/r", "a/secret/r"] {
+        let (code, _) = admin.publish(topic, topic, QoS::AtLeastOnce, true).await;
+        assert_eq!(code, Some(ReasonCode::Success));
+    }
+    both(async |v| {
+        let mut alice = tcp(gw.mqtt, v).await;
+        let ack = alice
+            .connect(connect_packet(v, "c1", Some("alice"), Some("alice-pw")))
+            .await;
+        assert_eq!(ack.code, ReasonCode::Success);
+        // Denied subscriptions.
+        let code = alice.subscribe("a/secret/#", QoS::AtLeastOnce).await;
+        assert!(code.is_error(), "{code:?}");
+        if v.is_v5() {
+            assert_eq!(code, ReasonCode::NotAuthorized);
+        }
+        assert!(alice.subscribe("w/#", QoS::AtLeastOnce).await.is_error());
+        // `#` overlaps the read grant: granted, but only readable topics arrive, retained
+        // ones included.
+        assert_eq!(
+            alice.subscribe("#", QoS::AtLeastOnce).await,
+            ReasonCode::GrantedQoS1
+        );
+        let retained: Vec<String> = alice
+            .drain()
+            .await
+            .iter()
+            .map(|p| text(p).to_owned())
+            .collect();
+        assert_eq!(retained, ["a/r"], "{v:?}");
+        for topic in ["b/x", "a/secret/x", "a/y"] {
+            admin.publish(topic, topic, QoS::AtLeastOnce, false).await;
+        }
+        assert_eq!(alice.recv_until("a/y").await, ["a/y"], "{v:?}");
+        // Write: granted on w/#, denied elsewhere (v5 PUBACK 0x87; 3.1.1 dropped silently).
+        assert_eq!(
+            admin.subscribe("+/#", QoS::AtLeastOnce).await,
+            ReasonCode::GrantedQoS1
+        );
+        admin.drain().await;
+        let (code, _) = alice.publish("w/1", "w1", QoS::AtLeastOnce, false).await;
+        assert_eq!(code, Some(ReasonCode::Success));
+        let (code, _) = alice.publish("b/1", "b1", QoS::AtLeastOnce, false).await;
+        if v.is_v5() {
+            assert_eq!(code, Some(ReasonCode::NotAuthorized));
+        } else {
+            assert_eq!(code, Some(ReasonCode::Success));
+        }
+        // Pattern with %u and %c: readable and writable for this user and client id only.
+        let (code, _) = alice
+            .publish("p/alice/c1/x", "p1", QoS::AtLeastOnce, false)
+            .await;
+        assert_eq!(code, Some(ReasonCode::Success));
+        alice
+            .publish("p/alice/c2/x", "p2", QoS::AtLeastOnce, false)
+            .await;
+        alice
+            .publish("p/bob/c1/x", "p3", QoS::AtLeastOnce, false)
+            .await;
+        alice.publish("w/end", "end", QoS::AtLeastOnce, false).await;
+        assert_eq!(admin.recv_until("end").await, ["w1", "p1", "end"], "{v:?}");
+        let pid = admin.pid();
+        admin
+            .send(switchboard_mqtt::Packet::Unsubscribe(
+                switchboard_mqtt::Unsubscribe {
+                    pid,
+                    filters: vec!["+/#".into()],
+                    properties: Default::default(),
+                },
+            ))
+            .await;
+        admin.drain().await;
+    })
+    .await;
+    // Anonymous clients get the section before the first `user` line: nothing here.
+    gw.stop().await;
+}
+
+/// `switchboard serve` reloads the password and ACL files on SIGHUP: an open connection stays
+/// and gets the new rules; a broken file keeps the old rules and logs the line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_rules_and_keeps_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = users_file(dir.path());
+    let acl = write(dir.path(), "acl", "user alice\ntopic read a/#\n");
+    let data = dir.path().join("data");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "serve",
+            "--mqtt",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--www",
+            dir.path().to_str().unwrap(),
+            "--password-file",
+            passwd.to_str().unwrap(),
+            "--acl-file",
+            acl.to_str().unwrap(),
+        ])
+        .env("SWITCHBOARD_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    // Every log line up to the first containing `needle`; the match is last.
+    let mut lines_until = async |needle: &str| -> Vec<String> {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            let mut lines = Vec::new();
+            loop {
+                let line = log.next_line().await.unwrap().expect("log line");
+                eprintln!("child: {line}");
+                let found = line.contains(needle);
+                lines.push(line);
+                if found {
+                    return lines;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("log line with `{needle}`"))
+    };
+    let line = lines_until("listening mqtt=").await.pop().unwrap();
+    let addr: std::net::SocketAddr = line
+        .split("listening mqtt=")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let hup = || {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let mut alice = tcp(addr, V5).await;
+    alice
+        .connect(connect_packet(V5, "c1", Some("alice"), Some("alice-pw")))
+        .await;
+    assert_eq!(
+        alice.subscribe("b/#", QoS::AtMostOnce).await,
+        ReasonCode::NotAuthorized
+    );
+
+    // Anonymous clients are refused (users are configured); the log says why once per source.
+    for _ in 0..3 {
+        let mut anon = tcp(addr, V3_1_1).await;
+        let ack = anon.connect(connect_packet(V3_1_1, "", None, None)).await;
+        assert_eq!(ack.code, ReasonCode::NotAuthorized);
+    }
+    std::fs::write(&acl, "user alice\ntopic read a/#\ntopic read b/#\n").unwrap();
+    hup();
+    let lines = lines_until("security rules reloaded").await;
+    let told = lines
+        .iter()
+        .filter(|l| l.contains("anonymous client refused"))
+        .count();
+    assert_eq!(told, 1, "{lines:#?}");
+    assert_eq!(
+        alice.subscribe("b/#", QoS::AtMostOnce).await,
+        ReasonCode::Success
+    );
+
+    // A broken file: the error names the line, the old rules stay.
+    std::fs::write(
+        &acl,
+        "user alice\ntopic read c/#\ntopic bogus\nfrobnicate\n",
+    )
+    .unwrap();
+    hup();
+    let line = lines_until("reload failed").await.pop().unwrap();
+    assert!(line.contains("line 4"), "{line}");
+    assert_eq!(
+        alice.subscribe("b/+", QoS::AtMostOnce).await,
+        ReasonCode::Success
+    );
+    assert_eq!(
+        alice.subscribe("c/#", QoS::AtMostOnce).await,
+        ReasonCode::NotAuthorized
+    );
+
+    // Users too: a removed user cannot log in any more, the open connection stays.
+    std::fs::write(&acl, "user alice\ntopic read a/#\ntopic read b/#\n").unwrap();
+    cli(&["passwd", passwd.to_str().unwrap(), "remove", "bob"]);
+    hup();
+    lines_until("security rules reloaded").await.pop().unwrap();
+    let mut bob = tcp(addr, V5).await;
+    let ack = bob
+        .connect(connect_packet(V5, "b", Some("bob"), Some("bob-pw")))
+        .await;
+    assert_eq!(ack.code, ReasonCode::BadUserNameOrPassword);
+    // Tokens: one created while the gateway runs works at once; revoked, it is refused after
+    // the next SIGHUP.
+    let token = create_token(&data, &[]);
+    let mut widget = tcp(addr, V5).await;
+    let ack = widget
+        .connect(connect_packet(V5, "", Some("token"), Some(&token)))
+        .await;
+    assert_eq!(ack.code, ReasonCode::Success);
+    cli(&[
+        "token",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "revoke",
+        "kitchen-widget",
+    ]);
+    hup();
+    lines_until("security rules reloaded").await.pop().unwrap();
+    let mut again = tcp(addr, V5).await;
+    let ack = again
+        .connect(connect_packet(V5, "", Some("token"), Some(&token)))
+        .await;
+    assert_eq!(ack.code, ReasonCode::NotAuthorized);
+    alice.drain().await;
+    widget.drain().await;
+    child.kill().await.unwrap();
+}
+
+fn create_token(data: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "token",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "create",
+        "--name",
+        "kitchen-widget",
+        "--publish",
+        "cmnd/kitchen/POWER",
+        "--subscribe",
+        "stat/kitchen/#,tele/kitchen/#",
+    ];
+    args.extend_from_slice(extra);
+    cli(&args).trim().to_owned()
+}
+
+/// Tokens grant exactly their topics, over TCP (as the password, any user name) and
+/// WebSocket (`?token=`); origin-bound ones only on WebSockets from that origin; expired and
+/// revoked ones are refused; an open connection ends at expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let widget = create_token(&data, &["--expires", "30d"]);
+    let bound = create_token(&data, &["--origin", "https://example.org"]);
+    let revoked = {
+        let (claims, token) = token::create(
+            &data,
+            Claims {
+                id: String::new(),
+                name: "old".into(),
+                publish: vec!["#".into()],
+                subscribe: vec![],
+                expires: None,
+                origin: None,
+                issued: 0,
+            },
+        )
+        .unwrap();
+        cli(&[
+            "token",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "revoke",
+            "old",
+        ]);
+        assert!(claims.id.len() > 8);
+        token
+    };
+    let soon = |secs: u64| {
+        token::create(
+            &data,
+            Claims {
+                id: String::new(),
+                name: "short".into(),
+                publish: vec![],
+                subscribe: vec!["stat/#".into()],
+                expires: Some(token::unix_now() + secs),
+                origin: None,
+                issued: 0,
+            },
+        )
+        .unwrap()
+        .1
+    };
+    let expired = soon(0);
+    let listing = cli(&["token", "--data-dir", data.to_str().unwrap(), "list"]);
+    assert!(listing.contains("kitchen-widget"), "{listing}");
+    assert!(listing.contains("revoked"), "{listing}");
+    let key_mode = {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(data.join("token.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(key_mode, 0o600);
+
+    let gw = Gateway::start(|c| {
+        quick(c);
+        c.data_dir = data.clone();
+        c.http.allowed_origins = vec!["https://example.org".into(), "https://evil.example".into()];
+    })
+    .await;
+    let mut watcher = tcp(gw.mqtt, V5).await;
+    watcher
+        .connect(connect_packet(V5, "watch", None, None))
+        .await;
+    assert_eq!(
+        watcher.subscribe("#", QoS::AtLeastOnce).await,
+        ReasonCode::GrantedQoS1
+    );
+
+    // As the MQTT password, user name `token` or any other.
+    for user in ["token", "whatever"] {
+        let mut c = tcp(gw.mqtt, V5).await;
+        let ack = c
+            .connect(connect_packet(V5, "", Some(user), Some(&widget)))
+            .await;
+        assert_eq!(ack.code, ReasonCode::Success);
+        let (code, _) = c
+            .publish("cmnd/kitchen/POWER", "ON", QoS::AtLeastOnce, false)
+            .await;
+        assert_eq!(code, Some(ReasonCode::Success));
+        let (code, _) = c
+            .publish("cmnd/hall/POWER", "ON", QoS::AtLeastOnce, false)
+            .await;
+        assert_eq!(code, Some(ReasonCode::NotAuthorized));
+        assert_eq!(
+            c.subscribe("stat/kitchen/#", QoS::AtLeastOnce).await,
+            ReasonCode::GrantedQoS1
+        );
+        assert_eq!(
+            c.subscribe("#", QoS::AtLeastOnce).await,
+            ReasonCode::NotAuthorized
+        );
+        assert_eq!(
+            c.subscribe("stat/hall/x", QoS::AtLeastOnce).await,
+            ReasonCode::NotAuthorized
+        );
+    }
+    // The refused `cmnd/hall/POWER` (published between the two) never arrives.
+    for _ in 0..2 {
+        assert_eq!(watcher.recv_publish().await.topic, "cmnd/kitchen/POWER");
+    }
+
+    // `?token=` on the WebSocket URL, no credentials in CONNECT.
+    let ws = gw.ws(&format!("?token={widget}"), &[]).await.unwrap();
+    let mut c = Mq::new(ws, V3_1_1);
+    assert_eq!(
+        c.connect(connect_packet(V3_1_1, "w1", None, None))
+            .await
+            .code,
+        ReasonCode::Success
+    );
+    assert_eq!(
+        c.subscribe("tele/kitchen/#", QoS::AtLeastOnce).await,
+        ReasonCode::GrantedQoS1
+    );
+    assert!(c.subscribe("tele/#", QoS::AtLeastOnce).await.is_error());
+
+    // Origin-bound: refused over TCP and from another origin, accepted from its origin.
+    let mut c = tcp(gw.mqtt, V5).await;
+    let ack = c
+        .connect(connect_packet(V5, "", Some("token"), Some(&bound)))
+        .await;
+    assert_eq!(ack.code, ReasonCode::NotAuthorized);
+    let ws = gw
+        .ws(
+            &format!("?token={bound}"),
+            &[("origin", "https://evil.example")],
+        )
+        .await
+        .unwrap();
+    let mut c = Mq::new(ws, V5);
+    assert_eq!(
+        c.connect(connect_packet(V5, "", None, None)).await.code,
+        ReasonCode::NotAuthorized
+    );
+    let ws = gw
+        .ws(
+            &format!("?token={bound}"),
+            &[("origin", "https://example.org")],
+        )
+        .await
+        .unwrap();
+    let mut c = Mq::new(ws, V5);
+    assert_eq!(
+        c.connect(connect_packet(V5, "", None, None)).await.code,
+        ReasonCode::Success
+    );
+
+    // Revoked, expired, forged.
+    for (token, code) in [
+        (revoked.as_str(), ReasonCode::NotAuthorized),
+        (expired.as_str(), ReasonCode::NotAuthorized),
+        (
+            &widget[..widget.len() - 2],
+            ReasonCode::BadUserNameOrPassword,
+        ),
+    ] {
+        let mut c = tcp(gw.mqtt, V5).await;
+        let ack = c
+            .connect(connect_packet(V5, "", Some("token"), Some(token)))
+            .await;
+        assert_eq!(ack.code, code);
+    }
+
+    // An open connection is closed when its token expires (v5: DISCONNECT 0x87).
+    let short = soon(2);
+    let mut c = tcp(gw.mqtt, V5).await;
+    let ack = c
+        .connect(connect_packet(V5, "", Some("token"), Some(&short)))
+        .await;
+    assert_eq!(ack.code, ReasonCode::Success);
+    let started = Instant::now();
+    let goodbye = c.closed().await.expect("DISCONNECT at expiry");
+    assert_eq!(goodbye.code, ReasonCode::NotAuthorized);
+    assert!(started.elapsed() < TIMEOUT);
+    gw.stop().await;
+}
+
+/// `max_connections_per_address`: connections beyond it are closed at once, without CONNACK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_address_connection_limit() {
+    let gw = Gateway::start(|c| {
+        quick(c);
+        c.limits.max_connections_per_address = 3;
+    })
+    .await;
+    let mut open = Vec::new();
+    for i in 0..3 {
+        let mut c = tcp(gw.mqtt, V5).await;
+        c.connect(connect_packet(V5, &format!("c{i}"), None, None))
+            .await;
+        open.push(c);
+    }
+    let mut extra = tcp(gw.mqtt, V5).await;
+    assert_eq!(
+        extra.try_connect(connect_packet(V5, "x", None, None)).await,
+        None
+    );
+    // WebSockets count against the same address.
+    let ws = gw.ws("", &[]).await.unwrap();
+    let mut extra = Mq::new(ws, V5);
+    assert_eq!(
+        extra.try_connect(connect_packet(V5, "y", None, None)).await,
+        None
+    );
+    for c in &mut open {
+        c.drain().await;
+    }
+    gw.stop().await;
+}
+
+/// `max_handshakes`: connections that have not finished CONNECT are limited; one beyond the
+/// limit is closed at once, and the waiting ones still complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_limit() {
+    use tokio::io::AsyncReadExt as _;
+    let gw = Gateway::start(|c| {
+        quick(c);
+        c.limits.max_handshakes = 2;
+    })
+    .await;
+    // Three half CONNECTs: two hold the handshake slots, one is closed at once (which one
+    // depends on scheduling).
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut c = tcp(gw.mqtt, V5).await;
+        c.send_bytes(&[0x10]).await;
+        clients.push(c);
+    }
+    let cut = {
+        let [a, b, c] = &mut clients[..] else {
+            unreachable!()
+        };
+        let (mut x, mut y, mut z) = ([0u8; 8], [0u8; 8], [0u8; 8]);
+        let first = tokio::time::timeout(TIMEOUT, async {
+            tokio::select! {
+                r = a.io.read(&mut x) => (0, r),
+                r = b.io.read(&mut y) => (1, r),
+                r = c.io.read(&mut z) => (2, r),
+            }
+        })
+        .await
+        .expect("one connection cut off");
+        assert!(matches!(first.1, Ok(0) | Err(_)), "{first:?}");
+        first.0
+    };
+    for (i, client) in clients.iter_mut().enumerate() {
+        if i == cut {
+            continue;
+        }
+        let mut bytes = switchboard_mqtt::BytesMut::new();
+        switchboard_mqtt::Packet::Connect(Box::new(connect_packet(
+            V5,
+            &format!("h{i}"),
+            None,
+            None,
+        )))
+        .encode(V5, &mut bytes)
+        .unwrap();
+        client.send_bytes(&bytes[1..]).await;
+        match client.recv().await {
+            switchboard_mqtt::Packet::ConnAck(ack) => assert_eq!(ack.code, ReasonCode::Success),
+            other => panic!("{other:?}"),
+        }
+    }
+    gw.stop().await;
+}
+
+/// `publish_rate`: a client publishing faster than the rate (beyond the burst) is
+/// disconnected: v5 DISCONNECT 0x96, 3.1.1 closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_rate_limit() {
+    let gw = Gateway::start(|c| {
+        quick(c);
+        c.limits.publish_rate = 5;
+        c.limits.publish_burst = 10;
+    })
+    .await;
+    both(async |v| {
+        let mut c = tcp(gw.mqtt, v).await;
+        c.connect(connect_packet(v, "fast", None, None)).await;
+        // Within the burst: fine.
+        for i in 0..5 {
+            c.publish("t", &i.to_string(), QoS::AtLeastOnce, false)
+                .await;
+        }
+        let mut bytes = switchboard_mqtt::BytesMut::new();
+        for _ in 0..100 {
+            switchboard_mqtt::Packet::Publish(switchboard_mqtt::Publish::new("t", b"x".to_vec()))
+                .encode(v, &mut bytes)
+                .unwrap();
+        }
+        let _ = c.try_send_bytes(&bytes).await;
+        let goodbye = c.closed().await;
+        if v.is_v5() {
+            assert_eq!(
+                goodbye.expect("DISCONNECT").code,
+                ReasonCode::MessageRateTooHigh
+            );
+        } else {
+            assert!(goodbye.is_none());
+        }
+    })
+    .await;
+    gw.stop().await;
+}
+
+/// Failed logins from one address wait longer each time (exponential, capped) before their
+/// refusal; a success resets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_login_back_off() {
+    let dir = tempfile::tempdir().unwrap();
+    // Mosquitto `$6$` (fast to verify) so the delays measured are the back-off's.
+    let passwd = write(
+        dir.path(),
+        "passwd",
+        "bob:$6$zlzhxvLVJg4DMQnj$Rfm/VBPqj8E9dptR5C8fUl1FBm9BSF5/W9XnEG2S+t87FJDEmoHJ5HxQo8/APA3SHRZ/4Zf8IhacJYepp+ZEDQ==\n",
+    );
+    let gw = Gateway::start(|c| {
+        c.security.password_file = Some(passwd.clone());
+        c.limits.login_backoff_ms = 100;
+        c.limits.login_backoff_max_ms = 400;
+    })
+    .await;
+    let attempt = async |pw: &str| {
+        let mut c = tcp(gw.mqtt, V5).await;
+        let started = Instant::now();
+        let ack = c
+            .connect(connect_packet(V5, "b", Some("bob"), Some(pw)))
+            .await;
+        (ack.code, started.elapsed())
+    };
+    let mut delays = Vec::new();
+    for _ in 0..4 {
+        let (code, took) = attempt("wrong").await;
+        assert_eq!(code, ReasonCode::BadUserNameOrPassword);
+        delays.push(took);
+    }
+    let ms = |d: Duration| d.as_millis();
+    assert!(ms(delays[0]) >= 100, "{delays:?}");
+    assert!(ms(delays[1]) >= 200, "{delays:?}");
+    assert!(ms(delays[2]) >= 400, "{delays:?}");
+    assert!(
+        ms(delays[3]) >= 400 && ms(delays[3]) < 2000,
+        "capped: {delays:?}"
+    );
+    let (code, took) = attempt("pw2").await;
+    assert_eq!(code, ReasonCode::Success);
+    assert!(ms(took) < 400, "success is not delayed: {took:?}");
+    let (_, took) = attempt("wrong").await;
+    assert!(
+        ms(took) >= 100 && ms(took) < 400,
+        "reset after success: {took:?}"
+    );
+    gw.stop().await;
+}
