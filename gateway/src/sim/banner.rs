@@ -94,6 +94,11 @@ pub fn banner(http: &[SocketAddr], mqtt: &[SocketAddr], lan: &[Ipv4Addr], plugs:
         for url in &remote {
             let _ = writeln!(s, "    {url}");
         }
+        // Anonymous clients are accepted from loopback only unless the operator opens it.
+        let _ = writeln!(
+            s,
+            "  (other devices sign in: `switchboard passwd FILE add NAME` and --password-file FILE,\n   or restart with --allow-anonymous on a network you trust)"
+        );
     }
     for addr in mqtt {
         let _ = writeln!(s, "  MQTT broker: mqtt://{addr}");
