@@ -222,7 +222,10 @@ impl Endpoint {
         };
         Self {
             path,
+            // tungstenite's default 128 KiB read buffer would be allocated up front for every
+            // connection; 4 KiB keeps idle WebSocket clients cheap (it grows with traffic).
             ws_config: WebSocketConfig::default()
+                .read_buffer_size(4096)
                 .max_message_size(Some(config.max_message_size))
                 .max_frame_size(Some(config.max_frame_size.min(config.max_message_size)))
                 // Our adapter already coalesces writes; let every flush go out at once.

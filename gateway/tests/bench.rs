@@ -139,11 +139,11 @@ fn every_scenario_runs_and_stops_by_itself() {
 
 /// With Mosquitto installed, `--compare` runs both and prints ratios.
 #[test]
-fn compare_with_mosquitto_when_installed() {
-    if !std::path::Path::new("/usr/sbin/mosquitto").exists() {
-        eprintln!("skipped: /usr/sbin/mosquitto is not installed");
-        return;
-    }
+fn compare_with_mosquitto() {
+    assert!(
+        std::path::Path::new("/usr/sbin/mosquitto").exists(),
+        "/usr/sbin/mosquitto is missing: run `cargo xtask setup`"
+    );
     let lines = bench(&[
         "--qos",
         "1",

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         }
         Some("demo") => demo(&root, &args[1..]),
         Some("test") => test::run(&root),
+        Some("bench") => bench(&root, &args[1..]),
         Some("dist") => setup::run(&root, setup::Scope::Demo).and_then(|()| build_dist(&root)),
         _ => {
             eprintln!(
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
                  setup [--demo]  install missing tools (all test tools, or only what the demo needs)\n  \
                  demo [ARGS]     build the dashboard and run `switchboard demo ARGS`\n  \
                  dist            build the dashboard into dist/ (trunk build --release)\n  \
+                 bench [ARGS]    run `switchboard bench ARGS` from a release build (see BENCHMARKS.md)\n  \
                  test            run every check (formatting, lints, tests, browser tests, builds)"
             );
             return ExitCode::from(2);
@@ -103,6 +105,25 @@ fn copy_dir(from: &Path, to: &Path) -> Result {
         }
     }
     Ok(())
+}
+
+/// `switchboard bench ARGS` from a release build (the load generator and the Mosquitto
+/// comparison; Mosquitto comes from `cargo xtask setup`).
+fn bench(root: &Path, args: &[String]) -> Result {
+    setup::run(root, setup::Scope::Test)?;
+    runner::Step::new("switchboard bench", "cargo")
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "switchboard",
+            "--",
+            "bench",
+        ])
+        .args(args)
+        .current_dir(root)
+        .run_checked()
 }
 
 fn demo(root: &Path, args: &[String]) -> Result {
