@@ -313,23 +313,8 @@ fn descend(
         None => node.exact.collect(origin, out) + node.hash.collect(origin, out),
     }
 }
-/// Whether topic filter `filter` matches topic name `topic` (wildcards in `filter` only).
-pub(crate) fn matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
-        return false;
-    }
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
+/// The codec's topic rule, `$`-topics included ([MQTT-4.7.2-1]).
+pub(crate) use switchboard_mqtt::topic::matches;
 
 #[cfg(test)]
 mod tests {

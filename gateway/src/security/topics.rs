@@ -2,24 +2,8 @@
 //! filter, or overlap it. `$`-topics are matched by a leading wildcard only when both sides
 //! start with `$` ([MQTT-4.7.2-1]).
 
-/// Whether the filter `filter` matches the topic name `topic`.
-#[must_use]
-pub fn matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') && filter.starts_with(['+', '#']) {
-        return false;
-    }
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
+/// Whether the filter `filter` matches the topic name `topic`: the codec's rule.
+pub use switchboard_mqtt::topic::matches;
 
 /// Whether every topic matched by `inner` is matched by `outer`.
 #[must_use]
