@@ -5,7 +5,8 @@
 // deleted on activation. Page loads are network-first (a new build, or `trunk serve` in
 // development, is always picked up when the server answers); the hashed assets never change
 // under a name, so they are served from the cache. Nothing else is touched: the MQTT WebSocket
-// (`/mqtt`) is not a fetch, and other requests go straight to the network.
+// (`/mqtt`) is not a fetch, the embeddable widget (`/embed*`, `/widget/`) is left alone, and
+// other requests go straight to the network.
 const VERSION = new URL(self.location).searchParams.get("v");
 const CACHE = VERSION ? `switchboard-${VERSION}` : null;
 const SHELL = "./";
@@ -41,6 +42,8 @@ self.addEventListener("fetch", (event) => {
   const req = event.request;
   const url = new URL(req.url);
   if (!CACHE || req.method !== "GET" || url.origin !== self.location.origin || url.pathname === "/mqtt") return;
+  // The embeddable widget (its iframe page and files) is not part of the app shell.
+  if (url.pathname.startsWith("/embed") || url.pathname.startsWith("/widget/")) return;
   if (req.mode === "navigate") {
     event.respondWith(
       fetch(req).catch(async () => (await caches.match(SHELL, { cacheName: CACHE })) || Response.error()),

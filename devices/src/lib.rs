@@ -4,7 +4,9 @@
 //! discovery ([`homeassistant`]), Tasmota ([`tasmota`]), Shelly Gen1 ([`shelly_gen1`]), Shelly
 //! Gen2+ ([`shelly_gen2`]), Zigbee2MQTT ([`zigbee2mqtt`]), or a plain topic the user describes
 //! by hand ([`manual`]). This crate reads all of them into one [`Device`] model and writes
-//! commands back in exactly the form each family expects.
+//! commands back in exactly the form each family expects. [`view`] defines the gateway's
+//! normalised device channel (`switchboard/devices/<id>`), one topic pair per device for
+//! widgets and scripts that do not speak every family.
 //!
 //! It is sans-I/O and clock-free so the gateway (tokio), the simulator and the Yew dashboard
 //! (wasm32) share it: the [`Registry`] takes received messages and the current time in
@@ -23,6 +25,7 @@ pub mod registry;
 pub mod shelly_gen1;
 pub mod shelly_gen2;
 pub mod tasmota;
+pub mod view;
 pub mod zigbee2mqtt;
 
 mod error;
@@ -35,3 +38,4 @@ pub use model::{
     PowerHistory, PowerSample, Relay, RelayState,
 };
 pub use registry::{Registry, RegistryConfig, SUBSCRIPTIONS, topic_matches};
+pub use view::{DeviceView, SetAction, SetCommand, SetError};

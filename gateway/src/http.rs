@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::HttpConfig;
-use crate::ws::{Endpoint, MqttHandler};
+use crate::ws::{Endpoint, MqttHandler, query_param};
 
 /// The response body type of every handler.
 pub type Body = Full<Bytes>;
@@ -108,8 +108,27 @@ impl Site {
         {
             return api.handle(req, peer).await;
         }
-        self.respond(req.method(), req.uri().path(), req.headers())
-            .await
+        let path = req.uri().path();
+        if let Some(device) = path.strip_prefix(EMBED_PAGE_PREFIX)
+            && (req.method() == Method::GET || req.method() == Method::HEAD)
+        {
+            return embed_page(device, req.uri().query());
+        }
+        let mut response = self.respond(req.method(), path, req.headers()).await;
+        if is_widget_asset(path) {
+            // The widget runs on other sites: its module script and wasm are fetched in CORS
+            // mode. They are public files; the WebSocket checks the Origin and the token.
+            let headers = response.headers_mut();
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+            headers.insert(
+                "cross-origin-resource-policy",
+                HeaderValue::from_static("cross-origin"),
+            );
+        }
+        response
     }
 
     async fn respond(&self, method: &Method, path: &str, headers: &HeaderMap) -> Response<Body> {
@@ -619,6 +638,62 @@ fn fnv1a(data: &[u8]) -> u64 {
     })
 }
 
+/// Where the iframe alternative of the widget lives: `/embed/<device id>?token=...`.
+const EMBED_PAGE_PREFIX: &str = "/embed/";
+
+/// The embeddable widget's script (`/embed.js`) and the files it loads (`/widget/...`).
+fn is_widget_asset(path: &str) -> bool {
+    path == "/embed.js" || path.starts_with("/widget/")
+}
+
+/// The iframe alternative of the widget: a page holding one `<switchboard-switch>` for the
+/// device named by the (percent-encoded) path segment, connecting back to this gateway with
+/// the page's `?token=`. Never cached, no referrer (the URL carries the token); any site may
+/// frame it.
+fn embed_page(segment: &str, query: Option<&str>) -> Response<Body> {
+    let device = match percent_decode(segment) {
+        Some(device) if !device.is_empty() && !device.contains(['\0', '\n']) => device,
+        _ => {
+            return text(
+                StatusCode::NOT_FOUND,
+                "no such device: /embed/<device id>\n",
+            );
+        }
+    };
+    let token = query_param(query, "token")
+        .and_then(|t| percent_decode(&t))
+        .unwrap_or_default();
+    let attr = |text: &str| {
+        text.replace('&', "&amp;")
+            .replace('"', "&quot;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let token_attr = if token.is_empty() {
+        String::new()
+    } else {
+        format!(" token=\"{}\"", attr(&token))
+    };
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <meta name=\"referrer\" content=\"no-referrer\">\
+         <title>{title} - Switchboard</title>\
+         <style>html,body{{margin:0;background:transparent}}switchboard-switch{{display:block}}</style>\
+         <script type=\"module\" src=\"../embed.js\"></script></head>\
+         <body><switchboard-switch device=\"{device}\"{token_attr}></switchboard-switch></body></html>\n",
+        title = attr(&device),
+        device = attr(&device),
+    );
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::REFERRER_POLICY, "no-referrer")
+        .body(Full::new(Bytes::from(page)))
+        .expect("static response parts are valid")
+}
+
 /// Turns a URL path into a relative file path, or `None` when it tries to leave the root.
 ///
 /// Percent-decoding happens first, so `%2e%2e` and `%2f` cannot smuggle a `..` segment or a
@@ -722,6 +797,21 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embed_page_escapes_what_it_repeats() {
+        let response = embed_page("z2m:a%2F%22b%22", Some("token=sbt1.x%3Cy"));
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(response.headers()[header::REFERRER_POLICY], "no-referrer");
+        let body = format!("{:?}", response.into_body());
+        assert!(
+            body.contains(r#"device=\"z2m:a/&quot;b&quot;\" token=\"sbt1.x&lt;y\""#),
+            "{body}"
+        );
+        assert_eq!(embed_page("", None).status(), StatusCode::NOT_FOUND);
+        assert_eq!(embed_page("%zz", None).status(), StatusCode::NOT_FOUND);
+    }
 
     #[test]
     fn traversal_is_refused() {

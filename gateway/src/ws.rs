@@ -497,7 +497,7 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 /// The value of `name` in a URL query string (tokens are URL-safe: no percent-decoding).
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     query?
         .split('&')
         .filter_map(|pair| pair.split_once('='))

@@ -595,3 +595,80 @@ async fn schedules_survive_a_restart() {
     assert_eq!(one.json()["rule"]["time"], "22:00");
     gw.stop().await;
 }
+
+/// The next device-channel view `c` receives that satisfies `done`.
+async fn next_view(c: &mut Client, done: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let p = c.recv_publish().await;
+        if p.topic.ends_with("/set") {
+            continue;
+        }
+        let view: Value = serde_json::from_slice(&p.payload).unwrap();
+        if done(&view) {
+            return view;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_device_channel_mirrors_a_plug_and_switches_it() {
+    let gw = Gateway::start(true, None).await;
+    let mut plug = Client::connect(gw.mqtt, V5, "chan").await;
+    plug.subscribe("cmnd/chan/#", QoS::AtMostOnce).await;
+    plug.publish("tele/chan/LWT", "Online", QoS::AtLeastOnce, true)
+        .await;
+    plug.publish("stat/chan/POWER", "OFF", QoS::AtLeastOnce, false)
+        .await;
+
+    // A widget-like client: the retained view arrives on subscribe, in model terms.
+    let mut widget = Client::connect(gw.mqtt, V5, "widget").await;
+    widget
+        .subscribe("switchboard/devices/tasmota:chan", QoS::AtMostOnce)
+        .await;
+    let view = next_view(&mut widget, |v| v["relays"][0]["state"] == "Off").await;
+    assert_eq!(view["id"], "tasmota:chan");
+    assert_eq!(view["online"], "Online");
+    assert!(view.get("history").is_none());
+    // Commands come from another client (this one only reads, so no PUBACK interleaves).
+    let mut commander = Client::connect(gw.mqtt, V5, "commander").await;
+
+    // JSON command: the plug gets its own command, the view shows pending, then confirmed.
+    commander
+        .publish(
+            "switchboard/devices/tasmota:chan/set",
+            r#"{"relay":0,"on":true}"#,
+            QoS::AtLeastOnce,
+            false,
+        )
+        .await;
+    let cmd = plug.recv_publish().await;
+    assert_eq!((&*cmd.topic, text(&cmd)), ("cmnd/chan/POWER", "ON"));
+    let pending = next_view(&mut widget, |v| !v["relays"][0]["pending"].is_null()).await;
+    assert_eq!(pending["relays"][0]["pending"]["want"], true);
+    plug.publish("stat/chan/POWER", "ON", QoS::AtLeastOnce, false)
+        .await;
+    next_view(&mut widget, |v| {
+        v["relays"][0]["state"] == "On" && v["relays"][0]["pending"].is_null()
+    })
+    .await;
+
+    // A bad payload switches nothing: the next command the plug sees is the TOGGLE's OFF.
+    for payload in ["maybe", r#"{"relay":0}"#, "TOGGLE"] {
+        commander
+            .publish(
+                "switchboard/devices/tasmota:chan/set",
+                payload,
+                QoS::AtLeastOnce,
+                false,
+            )
+            .await;
+    }
+    let cmd = plug.recv_publish().await;
+    assert_eq!((&*cmd.topic, text(&cmd)), ("cmnd/chan/POWER", "OFF"));
+
+    // The plug's last will: the view says offline.
+    plug.publish("tele/chan/LWT", "Offline", QoS::AtLeastOnce, true)
+        .await;
+    next_view(&mut widget, |v| v["online"] == "Offline").await;
+    gw.stop().await;
+}

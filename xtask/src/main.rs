@@ -79,16 +79,50 @@ fn build_dist(root: &Path) -> Result {
     publish_examples(root)
 }
 
-/// Copies `client-wasm/examples/*` and the built `client-wasm/pkg/` into `dist/examples/`.
+/// Copies `client-wasm/examples/*` and the built `client-wasm/pkg/` into `dist/examples/`, and
+/// the client files the embeddable widget loads into `dist/widget/` (trunk already copied
+/// `embed.js`); prints the widget's transfer size.
 pub(crate) fn publish_examples(root: &Path) -> Result {
-    let target = root.join("dist").join("examples");
+    let dist = root.join("dist");
+    let target = dist.join("examples");
+    let pkg = root.join("client-wasm").join("pkg");
     copy_dir(&root.join("client-wasm").join("examples"), &target)?;
-    copy_dir(&root.join("client-wasm").join("pkg"), &target.join("pkg"))?;
+    copy_dir(&pkg, &target.join("pkg"))?;
     println!(
         "[dist] example page and client package copied to {}",
         target.display()
     );
+    let widget = dist.join("widget");
+    std::fs::create_dir_all(&widget)
+        .map_err(|e| format!("cannot create {}: {e}", widget.display()))?;
+    let mut total = gzip_size(&dist.join("embed.js"))?;
+    for file in [
+        "index.js",
+        "switchboard_client.js",
+        "switchboard_client_bg.wasm",
+    ] {
+        std::fs::copy(pkg.join(file), widget.join(file))
+            .map_err(|e| format!("cannot copy {file} to {}: {e}", widget.display()))?;
+        total += gzip_size(&widget.join(file))?;
+    }
+    println!(
+        "[dist] embeddable widget (embed.js + wasm client), transfer size (gzip -9): {total} bytes ({:.1} KB; aim: 90 KB)",
+        total as f64 / 1000.0
+    );
     Ok(())
+}
+
+/// The gzip -9 size of a file.
+fn gzip_size(path: &Path) -> Result<u64> {
+    let out = std::process::Command::new("gzip")
+        .args(["-9", "-c"])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("cannot run gzip: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("gzip failed on {}", path.display()));
+    }
+    Ok(out.stdout.len() as u64)
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result {

@@ -436,6 +436,45 @@ impl Broker {
         })
     }
 
+    /// Publishes a retained QoS 0 message from the gateway that is kept in memory only, never
+    /// written to the store: for state the gateway derives again after a restart (the device
+    /// channel), so it costs no disk writes. An empty payload deletes it. Returns the number of
+    /// sessions it was routed to (0 for an invalid topic name).
+    pub fn publish_volatile_retained(
+        &self,
+        topic: impl Into<ByteString>,
+        payload: impl Into<Bytes>,
+    ) -> usize {
+        let topic = topic.into();
+        if topic::validate_topic_name(&topic).is_err() {
+            tracing::debug!(%topic, "internal publish with an invalid topic dropped");
+            return 0;
+        }
+        let msg = Arc::new(Message {
+            topic,
+            payload: payload.into(),
+            qos: QoS::AtMostOnce,
+            retain: true,
+            properties: Properties::default(),
+            expires_at: None,
+            origin: 0,
+        });
+        let metrics = &self.inner.metrics;
+        let mut retained = self.inner.retained.write();
+        if msg.payload.is_empty() {
+            if retained.remove(&msg.topic).is_some() {
+                Metrics::sub(&metrics.retained, 1);
+            }
+        } else if retained
+            .insert(msg.topic.clone(), Arc::clone(&msg))
+            .is_none()
+        {
+            Metrics::add(&metrics.retained, 1);
+        }
+        drop(retained);
+        self.route(&msg, &mut Vec::new())
+    }
+
     /// Stores or deletes the retained message if `msg.retain`, then routes `msg`.
     pub(crate) fn publish(&self, msg: Message) -> usize {
         let msg = Arc::new(msg);
