@@ -147,11 +147,12 @@ pub async fn run_with(
     let broker = broker::Broker::with_security(
         config.broker.clone(),
         std::sync::Arc::clone(&store),
-        std::sync::Arc::clone(&security),
+        security,
     );
+    // SIGHUP: new rules, then open connections whose login they reject are cut.
     tracker.spawn(security::reload_on_sighup(
         security_hangup,
-        security,
+        broker.clone(),
         shutdown.clone(),
     ));
     let site = http::Site::new(config.www.clone())

@@ -275,8 +275,9 @@ async fn acl_file_rules() {
     gw.stop().await;
 }
 
-/// `switchboard serve` reloads the password and ACL files on SIGHUP: an open connection stays
-/// and gets the new rules; a broken file keeps the old rules and logs the line.
+/// `switchboard serve` reloads the password and ACL files on SIGHUP: an open connection whose
+/// login is still valid stays and gets the new rules; a broken file keeps the old rules and
+/// logs the line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_rules_and_keeps_connections() {
     let dir = tempfile::tempdir().unwrap();
@@ -396,7 +397,7 @@ async fn sighup_reloads_rules_and_keeps_connections() {
         .await;
     assert_eq!(ack.code, ReasonCode::BadUserNameOrPassword);
     // Tokens: one created while the gateway runs works at once; revoked, it is refused after
-    // the next SIGHUP.
+    // the next SIGHUP and its open connection is cut (more in `revoke.rs`).
     let token = create_token(&data, &[]);
     let mut widget = tcp(addr, V5).await;
     let ack = widget
@@ -417,8 +418,11 @@ async fn sighup_reloads_rules_and_keeps_connections() {
         .connect(connect_packet(V5, "", Some("token"), Some(&token)))
         .await;
     assert_eq!(ack.code, ReasonCode::NotAuthorized);
+    assert_eq!(
+        widget.closed().await.map(|d| d.code),
+        Some(ReasonCode::NotAuthorized)
+    );
     alice.drain().await;
-    widget.drain().await;
     child.kill().await.unwrap();
 }
 

@@ -1,5 +1,6 @@
 //! Operations on the live broker for the HTTP API and the gateway's own services: the table of
-//! connected clients, session and retained-message listings, disconnecting a client, and
+//! connected clients, session and retained-message listings, disconnecting a client, cutting
+//! the clients whose login a security reload revoked ([`Broker::reload_security`]), and
 //! in-process subscribers ([`Broker::subscribe_internal`]) that receive messages through a
 //! channel instead of a socket.
 //!
@@ -17,15 +18,28 @@ use serde::Serialize;
 use switchboard_mqtt::{ByteString, Bytes, ProtocolVersion, QoS, topic};
 use tokio::sync::mpsc;
 
-use super::session::Session;
+use super::session::{Kick, Kicked, Session};
 use super::trie::Subscriber;
 use super::{Broker, Message, Transport};
+use crate::security::Login;
 
-/// Live connections by client id. A std `Mutex`: held only to insert, remove or copy entries,
-/// never across an `.await`.
+/// Live connections by client id. A std `Mutex`: held only to insert, remove, copy or check
+/// entries, never across an `.await`.
 #[derive(Debug, Default)]
 pub(super) struct Clients {
-    map: Mutex<HashMap<ByteString, (u64, ClientSummary)>>,
+    map: Mutex<HashMap<ByteString, Live>>,
+}
+
+/// One connection that completed its CONNECT.
+#[derive(Debug)]
+struct Live {
+    /// Which connection of the client id this is (a newer one replaces the entry).
+    generation: u64,
+    summary: ClientSummary,
+    /// What the client authenticated as, re-checked after each security reload.
+    login: Arc<Login>,
+    /// Makes the connection leave.
+    kick: Kick,
 }
 
 /// A connected client, as listed by the HTTP API.
@@ -114,7 +128,7 @@ fn unix_ms() -> u64 {
 }
 
 impl Clients {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ByteString, (u64, ClientSummary)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ByteString, Live>> {
         self.map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -122,7 +136,14 @@ impl Clients {
 }
 
 impl Broker {
-    /// Records a connection that completed its CONNECT.
+    /// Records a connection that completed its CONNECT, then checks its login against the
+    /// security rules in force: a reload that happened after it authenticated and before this
+    /// entry existed did not see it, so it is cut here instead
+    /// ([`Broker::cut_revoked`] gives the order that makes this complete).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "what the connection task knows of itself, recorded in one entry"
+    )]
     pub(crate) fn client_up(
         &self,
         client_id: &ByteString,
@@ -130,6 +151,8 @@ impl Broker {
         peer: SocketAddr,
         transport: Transport,
         version: ProtocolVersion,
+        login: &Arc<Login>,
+        kick: &Kick,
     ) {
         let summary = ClientSummary {
             id: client_id.to_string(),
@@ -142,10 +165,18 @@ impl Broker {
             },
             connected_since_ms: unix_ms(),
         };
-        self.inner
-            .clients
-            .lock()
-            .insert(client_id.clone(), (generation, summary));
+        self.inner.clients.lock().insert(
+            client_id.clone(),
+            Live {
+                generation,
+                summary,
+                login: Arc::clone(login),
+                kick: kick.clone(),
+            },
+        );
+        if let Err(why) = self.security().recheck().login(login) {
+            kick.kick(Kicked::Revoked(why));
+        }
     }
 
     /// Forgets a connection that ended (unless a newer one of the same client replaced it).
@@ -153,7 +184,7 @@ impl Broker {
         let mut clients = self.inner.clients.lock();
         if clients
             .get(client_id)
-            .is_some_and(|(g, _)| *g == generation)
+            .is_some_and(|live| live.generation == generation)
         {
             clients.remove(client_id);
         }
@@ -167,7 +198,7 @@ impl Broker {
             .clients
             .lock()
             .values()
-            .map(|(_, c)| c.clone())
+            .map(|live| live.summary.clone())
             .collect();
         list.sort_by(|a, b| a.id.cmp(&b.id));
         list
@@ -177,7 +208,8 @@ impl Broker {
     #[must_use]
     pub fn connections_by_transport(&self) -> [u64; 4] {
         let mut counts = [0; 4];
-        for (_, c) in self.inner.clients.lock().values() {
+        for live in self.inner.clients.lock().values() {
+            let c = &live.summary;
             if let Some(i) = Transport::ALL.iter().position(|t| t.name() == c.transport) {
                 counts[i] += 1;
             }
@@ -222,11 +254,51 @@ impl Broker {
         let state = session.lock();
         match &state.conn {
             Some(conn) => {
-                conn.kick.cancel();
+                conn.kick.kick(Kicked::TakenOver);
                 true
             }
             None => false,
         }
+    }
+
+    /// Reloads the security rules ([`crate::security::Security::reload`]), then disconnects
+    /// every client whose login the new rules no longer accept ([`Broker::cut_revoked`]). A
+    /// failed reload keeps the rules in force and cuts nobody.
+    ///
+    /// # Errors
+    /// Which file is bad and why.
+    pub fn reload_security(&self) -> anyhow::Result<usize> {
+        self.security().reload()?;
+        Ok(self.cut_revoked())
+    }
+
+    /// Disconnects every connected client whose login the security rules in force no longer
+    /// accept: a revoked or expired token, a user removed from the password file or whose
+    /// password changed, an anonymous client now refused ([`crate::security::Revoked`]). MQTT 5
+    /// clients get DISCONNECT 0x87 (not authorized), 3.1.1 clients are closed; the connection
+    /// logs its client id and why. Its session stays per its expiry, and its will is published
+    /// as for any connection the server closes ([MQTT-3.1.2-8]: only a client's DISCONNECT
+    /// 0x00 discards it). Returns how many were told to leave.
+    ///
+    /// Complete with respect to concurrent CONNECTs: the rules are swapped before this walk,
+    /// and a connection enters the table before it checks itself against the rules in force,
+    /// so each connection is checked against the new rules by one or the other.
+    pub fn cut_revoked(&self) -> usize {
+        let check = self.security().recheck();
+        let cut: Vec<(Kick, Kicked)> = self
+            .inner
+            .clients
+            .lock()
+            .values()
+            .filter_map(|live| {
+                let why = check.login(&live.login).err()?;
+                Some((live.kick.clone(), Kicked::Revoked(why)))
+            })
+            .collect();
+        for (kick, why) in &cut {
+            kick.kick(*why);
+        }
+        cut.len()
     }
 
     /// Retained messages whose topic matches `filter`, ordered by topic.

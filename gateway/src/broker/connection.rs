@@ -19,11 +19,11 @@ use switchboard_mqtt::{
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
-use super::session::{Delivery, Message, OutFlight, Session, Stage};
+use super::session::{Delivery, Kick, Kicked, Message, OutFlight, Session, Stage};
 use super::trie::{Route, Subscriber};
 use super::{Broker, ClientInfo, Durable, Metrics, Ticket, Transport};
 use crate::security::{
-    Authenticator as _, ConnectInfo, ConnectionMeta, Identity, TokenBucket, token::unix_now,
+    Authenticator as _, ConnectInfo, ConnectionMeta, Login, Revoked, TokenBucket, token::unix_now,
 };
 
 /// First read buffer capacity: an idle connection costs no more than this.
@@ -144,6 +144,8 @@ pub(super) async fn serve<S>(
         peer,
         transport,
         conn.version,
+        &conn.login,
+        &conn.kick,
     );
     let end = conn.run(&mut rd, &mut wr, rbuf, decoder, &shutdown).await;
     broker.client_down(&conn.client_id, conn.generation);
@@ -166,7 +168,7 @@ async fn authenticate(
     peer: SocketAddr,
     transport: Transport,
     meta: &ConnectionMeta,
-) -> Result<Identity, ReasonCode> {
+) -> Result<Login, ReasonCode> {
     let security = Arc::clone(broker.security());
     let client_id = connect.client_id.clone();
     let username = connect.username.clone();
@@ -236,8 +238,8 @@ struct Conn {
     broker: Broker,
     session: Arc<Session>,
     generation: u64,
-    /// Cancelled on takeover.
-    kick: CancellationToken,
+    /// Makes this connection leave (takeover, HTTP API, revoked login), saying why.
+    kick: Kick,
     version: ProtocolVersion,
     client_id: ByteString,
     username: Option<ByteString>,
@@ -271,8 +273,9 @@ struct Conn {
     /// `sent` and `received` split by QoS (same batching).
     sent_qos: [u64; 3],
     received_qos: [u64; 3],
-    /// Who the client authenticated as (token scope, ACL user).
-    identity: Identity,
+    /// Who the client authenticated as (token scope, ACL user) and what proved it; shared with
+    /// the broker's table of live clients, which re-checks it after a security reload.
+    login: Arc<Login>,
     /// The `[limits] publish_rate` token bucket; `None`: no limit.
     publish_bucket: Option<TokenBucket>,
     /// Highest store ticket of the changes behind what `wbuf` holds (0: none): the buffer is
@@ -335,13 +338,13 @@ impl Conn {
             return None;
         }
         // A user name proven by SCRAM or a client certificate needs no password.
-        let proven_user = proven.username.clone().map(Identity::User).ok_or(());
+        let proven_user = proven.username.clone().map(Login::proven).ok_or(());
         let authenticated = match proven_user {
-            Ok(identity) => Ok(identity),
+            Ok(login) => Ok(login),
             Err(()) => authenticate(broker, &connect, peer, transport, meta).await,
         };
-        let identity = match authenticated {
-            Ok(identity) => identity,
+        let login = match authenticated {
+            Ok(login) => Arc::new(login),
             Err(code) => {
                 // Back-off per source address: each consecutive failure waits longer before
                 // its refusal, so guessing passwords gets slow.
@@ -357,7 +360,7 @@ impl Conn {
                 username: connect.username.as_deref(),
                 peer,
                 transport,
-                identity: &identity,
+                identity: login.identity(),
             };
             if !broker.authorizer().may_publish(&info, &will.topic) {
                 refuse(
@@ -486,7 +489,7 @@ impl Conn {
             sent_qos: [0; 3],
             received_qos: [0; 3],
             publish_bucket: broker.security().publish_bucket(),
-            identity,
+            login,
             commit: attached.ticket,
         };
         conn.send(Packet::ConnAck(ack));
@@ -501,7 +504,7 @@ impl Conn {
             username: self.username.as_deref(),
             peer: self.peer,
             transport: self.transport,
-            identity: &self.identity,
+            identity: self.login.identity(),
         }
     }
 
@@ -696,7 +699,7 @@ impl Conn {
         tokio::pin!(timer);
         // A token identity ends with its expiry: the connection is closed then (v5: DISCONNECT
         // 0x87 Not authorized).
-        let token_expiry = self.identity.expires().map(|at| {
+        let token_expiry = self.login.identity().expires().map(|at| {
             let left = Duration::from_secs(at.saturating_sub(unix_now()));
             tokio::time::sleep(left.min(Duration::from_secs(86_400 * 365)))
         });
@@ -713,7 +716,7 @@ impl Conn {
         // and unregister a waiter, and the shutdown token's waiter list is shared by every
         // connection.
         let stopping = shutdown.cancelled();
-        let kicked = kick.cancelled();
+        let kicked = kick.kicked();
         let notified = session.notify.notified();
         tokio::pin!(stopping, kicked, notified);
         // Process what arrived with the CONNECT.
@@ -736,15 +739,10 @@ impl Conn {
                     return End::Abnormal;
                 }
                 () = &mut expiry_timer, if has_expiry => {
-                    tracing::debug!(client_id = %self.client_id, "token expired, closing");
-                    Box::pin(self.goodbye(wr, ReasonCode::NotAuthorized)).await;
-                    return End::Abnormal;
+                    let why = Kicked::Revoked(Revoked::TokenExpired);
+                    return Box::pin(self.leave(wr, why)).await;
                 }
-                () = &mut kicked => {
-                    tracing::debug!(client_id = %self.client_id, "session taken over");
-                    Box::pin(self.goodbye(wr, ReasonCode::SessionTakenOver)).await;
-                    return End::Abnormal;
-                }
+                () = &mut kicked => return Box::pin(self.leave(wr, kick.why())).await,
                 () = &mut timer, if keep_alive.is_some() => {
                     // The timer is re-armed lazily: a read only records the time.
                     let deadline = last_read + keep_alive.unwrap_or_default();
@@ -863,6 +861,21 @@ impl Conn {
             self.send(Packet::Disconnect(disconnect));
         }
         self.flush_all(wr).await;
+        End::Abnormal
+    }
+
+    /// Leaves because the broker said so (`why`): logs it, sends the v5 DISCONNECT and ends the
+    /// connection. Like any close the client did not ask for, its will is published.
+    async fn leave<W: AsyncWrite + Unpin>(&mut self, wr: &mut W, why: Kicked) -> End {
+        match why {
+            Kicked::TakenOver => {
+                tracing::debug!(client_id = %self.client_id, "session taken over");
+            }
+            Kicked::Revoked(revoked) => {
+                tracing::info!(client_id = %self.client_id, peer = %self.peer, "disconnecting client: {revoked}");
+            }
+        }
+        self.goodbye(wr, why.code()).await;
         End::Abnormal
     }
 

@@ -66,7 +66,9 @@ pub use self::store::{
 pub use crate::config::BrokerConfig;
 use crate::security::{ConnectionMeta, Security};
 
-use self::session::{ConnSlot, Delivery, Dropped, OutFlight, QueueLimits, Session, Stage};
+use self::session::{
+    ConnSlot, Delivery, Dropped, Kick, Kicked, OutFlight, QueueLimits, Session, Stage,
+};
 use self::trie::{Route, SubTrie, Subscriber};
 
 /// How a client reached the broker.
@@ -125,8 +127,8 @@ pub(crate) struct Attached {
     session: Arc<Session>,
     session_present: bool,
     generation: u64,
-    /// Cancelled when another connection takes the session over.
-    kick: CancellationToken,
+    /// Makes the connection leave (takeover, HTTP API, revoked login).
+    kick: Kick,
     /// The store's ticket for the session's opening (awaited before CONNACK is written).
     ticket: Ticket,
 }
@@ -703,7 +705,7 @@ impl Broker {
             };
             // [MQTT-3.1.4-3]: a live connection with this client id is closed first.
             let (generation, kick, closed) = wait;
-            kick.cancel();
+            kick.kick(Kicked::TakenOver);
             if tokio::time::timeout(Duration::from_secs(5), closed.cancelled())
                 .await
                 .is_err()
@@ -728,7 +730,7 @@ impl Broker {
 
     fn attach_to(&self, session: &Arc<Session>, present: bool, expiry: u32) -> Attached {
         let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed);
-        let kick = CancellationToken::new();
+        let kick = Kick::default();
         let mut state = session.lock();
         if let Some(timer) = state.expiry.take() {
             timer.cancel();

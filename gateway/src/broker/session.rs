@@ -9,12 +9,14 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use switchboard_mqtt::{ByteString, Bytes, PacketId, Properties, QoS};
+use switchboard_mqtt::{ByteString, Bytes, PacketId, Properties, QoS, ReasonCode};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use crate::security::Revoked;
 
 /// An application message as routed: shared by every subscriber it goes to, never copied.
 #[derive(Debug, Clone)]
@@ -75,14 +77,61 @@ pub(crate) struct OutFlight {
     pub(crate) stage: Stage,
 }
 
+/// Why a connection is made to leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kicked {
+    /// Another connection took its session over, or the HTTP API disconnected it.
+    TakenOver,
+    /// Its login is no longer valid under the security rules in force (after a reload).
+    Revoked(Revoked),
+}
+
+impl Kicked {
+    /// The reason code of the MQTT 5 DISCONNECT the connection sends before closing.
+    pub(crate) fn code(self) -> ReasonCode {
+        match self {
+            Self::TakenOver => ReasonCode::SessionTakenOver,
+            Self::Revoked(_) => ReasonCode::NotAuthorized,
+        }
+    }
+}
+
+/// Makes one connection leave, saying why: a cancellation token and the first reason given
+/// (later ones are ignored: the connection is already leaving). Cheap to clone: the session's
+/// [`ConnSlot`], the broker's table of live clients and the connection task hold clones, and it
+/// lives as long as the last of them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Kick {
+    token: CancellationToken,
+    why: Arc<OnceLock<Kicked>>,
+}
+
+impl Kick {
+    /// Makes the connection leave for `why` (unless it was already told to leave).
+    pub(crate) fn kick(&self, why: Kicked) {
+        let _ = self.why.set(why);
+        self.token.cancel();
+    }
+
+    /// Completes once the connection is told to leave.
+    pub(crate) fn kicked(&self) -> WaitForCancellationFuture<'_> {
+        self.token.cancelled()
+    }
+
+    /// Why the connection was told to leave (`TakenOver` until told).
+    pub(crate) fn why(&self) -> Kicked {
+        self.why.get().copied().unwrap_or(Kicked::TakenOver)
+    }
+}
+
 /// The connection currently attached to a session.
 #[derive(Debug)]
 pub(crate) struct ConnSlot {
     /// Distinguishes successive connections of one session.
     pub(crate) generation: u64,
-    /// Cancelled to make the connection leave (takeover). Owned by the slot; the connection
-    /// watches a clone.
-    pub(crate) kick: CancellationToken,
+    /// Makes the connection leave (takeover, HTTP API, revoked login). The connection and the
+    /// table of live clients watch clones.
+    pub(crate) kick: Kick,
     /// Cancelled by the connection once it has detached and handled its will.
     pub(crate) closed: CancellationToken,
 }

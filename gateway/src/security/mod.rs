@@ -3,15 +3,18 @@
 //! Where it sits in the flow: a connection task asks [`Security`] for a handshake slot and a
 //! per-address slot as soon as it starts, then calls [`Authenticator::authenticate`] (on the
 //! blocking pool: password hashes are slow) with the CONNECT's credentials, the resolved client
-//! address and, for WebSockets, the `Origin` header and `?token=`. The [`Identity`] it returns
-//! travels with the connection; every subscribe, publish and delivery is then decided by
-//! [`Security`]'s [`Authorizer`] implementation (token scope, else the ACL file, plus the
-//! `[broker] deny_subscribe` list).
+//! address and, for WebSockets, the `Origin` header and `?token=`. The [`Login`] it returns (an
+//! [`Identity`] and what proved it) travels with the connection; every subscribe, publish and
+//! delivery is then decided by [`Security`]'s [`Authorizer`] implementation (token scope, else
+//! the ACL file, plus the `[broker] deny_subscribe` list).
 //!
 //! Rules (password file, ACL file, token key and revocations) live in one immutable [`Rules`]
 //! value behind a lock that is only held to clone an `Arc`; `SIGHUP` builds a new one and swaps
-//! it in ([`Security::reload`]), so open connections keep running under the new rules. A reload
-//! error keeps the old rules.
+//! it in ([`Security::reload`]), so open connections keep running under the new rules: ACL
+//! changes apply from their next subscribe, publish or delivery. Then the broker re-checks every
+//! open connection's [`Login`] against the new rules ([`Security::recheck`]) and disconnects
+//! those no longer valid (a revoked token, a removed user, a changed password; see
+//! [`Revoked`]). A reload error keeps the old rules.
 
 pub mod acl;
 pub mod cli;
@@ -86,6 +89,129 @@ impl Identity {
     }
 }
 
+/// An [`Identity`] together with what proved it, so that it can be re-checked when the rules
+/// change ([`Security::recheck`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    /// Who the connection is.
+    identity: Identity,
+    /// What proved it.
+    basis: Basis,
+}
+
+/// What a [`Login`] rests on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Basis {
+    /// No credentials; whether the client address is loopback (the anonymous policy depends on
+    /// it).
+    Anonymous { loopback: bool },
+    /// A password verified against this hash from the password file.
+    Password(PasswordHash),
+    /// Proven outside the password file (SCRAM exchange, TLS client certificate): not
+    /// re-checked against it.
+    Proven,
+    /// A token, verified with the key of this fingerprint.
+    Token { key: [u8; 32] },
+}
+
+impl Login {
+    /// A user proven before CONNECT's password is looked at: by the SCRAM exchange or by a
+    /// verified TLS client certificate. The password file does not govern it, so a reload
+    /// never revokes it.
+    #[must_use]
+    pub fn proven(user: impl Into<String>) -> Self {
+        Self {
+            identity: Identity::User(user.into()),
+            basis: Basis::Proven,
+        }
+    }
+
+    /// Who the connection is.
+    #[must_use]
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+}
+
+/// Why a login that was valid at CONNECT is not any more; the broker then disconnects the
+/// client (MQTT 5: DISCONNECT 0x87 Not authorized) and logs this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Revoked {
+    /// The token's id is on the revocation list.
+    #[error("token revoked")]
+    TokenRevoked,
+    /// The token is past its expiry.
+    #[error("token expired")]
+    TokenExpired,
+    /// The token key was replaced: tokens signed with the old one are invalid.
+    #[error("token key changed")]
+    TokenKeyChanged,
+    /// The user is no longer in the password file.
+    #[error("user removed")]
+    UserRemoved,
+    /// The user's password hash in the password file changed.
+    #[error("password changed")]
+    PasswordChanged,
+    /// Anonymous clients are no longer accepted from this address (users were added).
+    #[error("anonymous clients not allowed")]
+    AnonymousRefused,
+}
+
+/// Re-checks logins against the rules in force when it was made ([`Security::recheck`]).
+#[derive(Debug)]
+pub struct Recheck {
+    rules: Arc<Rules>,
+    allow_anonymous: bool,
+    now: u64,
+}
+
+impl Recheck {
+    /// Whether `login` is still valid; why not otherwise. No password is verified again: a
+    /// password login stays valid while its user's hash is unchanged.
+    ///
+    /// # Errors
+    /// Why the login is no longer valid.
+    pub fn login(&self, login: &Login) -> Result<(), Revoked> {
+        match (&login.basis, &login.identity) {
+            (Basis::Proven, _) => Ok(()),
+            (Basis::Anonymous { loopback }, _) => {
+                let users = self.rules.users.as_ref().filter(|u| !u.is_empty());
+                if self.allow_anonymous || (users.is_none() && *loopback) {
+                    Ok(())
+                } else {
+                    Err(Revoked::AnonymousRefused)
+                }
+            }
+            (Basis::Password(hash), identity) => {
+                let stored = identity
+                    .acl_user()
+                    .and_then(|user| self.rules.users.as_ref()?.get(user));
+                match stored {
+                    None => Err(Revoked::UserRemoved),
+                    Some(stored) if stored != hash => Err(Revoked::PasswordChanged),
+                    Some(_) => Ok(()),
+                }
+            }
+            (Basis::Token { key }, Identity::Token(claims)) => {
+                let Some(keys) = &self.rules.tokens else {
+                    return Err(Revoked::TokenKeyChanged);
+                };
+                if keys.fingerprint() != *key {
+                    Err(Revoked::TokenKeyChanged)
+                } else if keys.is_revoked(&claims.id) {
+                    Err(Revoked::TokenRevoked)
+                } else if claims.expired_at(self.now) {
+                    Err(Revoked::TokenExpired)
+                } else {
+                    Ok(())
+                }
+            }
+            // A token basis always comes with a token identity (built only by `authenticate`).
+            (Basis::Token { .. }, _) => Err(Revoked::TokenRevoked),
+        }
+    }
+}
+
 /// What the transport knows about a connection beyond its byte stream (WebSocket: the `Origin`
 /// header and the `?token=` query parameter).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -121,7 +247,8 @@ pub struct ConnectInfo<'a> {
 
 /// Decides who a connecting client is.
 pub trait Authenticator: Send + Sync + std::fmt::Debug {
-    /// The identity for a CONNECT, or the CONNACK reason code refusing it:
+    /// The login (identity and what proved it) for a CONNECT, or the CONNACK reason code
+    /// refusing it:
     /// `BadUserNameOrPassword` (0x86, 3.1.1 return code 4) for wrong credentials,
     /// `NotAuthorized` (0x87, return code 5) for a refused anonymous client or a token that is
     /// expired, revoked or bound to another origin.
@@ -130,7 +257,7 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     /// The reason code for the CONNACK.
-    fn authenticate(&self, info: &ConnectInfo<'_>) -> Result<Identity, ReasonCode>;
+    fn authenticate(&self, info: &ConnectInfo<'_>) -> Result<Login, ReasonCode>;
 }
 
 /// The loaded rules, swapped whole on reload.
@@ -227,6 +354,9 @@ impl Security {
     /// Re-reads the password file, the ACL file and the token revocation list. On error the
     /// rules in force stay and the error (file and line) is returned and logged.
     ///
+    /// This only swaps the rules: open connections whose login the new rules reject are cut
+    /// by the broker ([`crate::broker::Broker::reload_security`] does both).
+    ///
     /// # Errors
     /// Which file is bad and why.
     pub fn reload(&self) -> anyhow::Result<()> {
@@ -241,6 +371,16 @@ impl Security {
                 tracing::error!("reload failed, keeping the previous rules: {err:#}");
                 Err(err)
             }
+        }
+    }
+
+    /// A re-check of logins against the rules in force now (see [`Recheck::login`]).
+    #[must_use]
+    pub fn recheck(&self) -> Recheck {
+        Recheck {
+            rules: self.rules(),
+            allow_anonymous: self.config.allow_anonymous,
+            now: token::unix_now(),
         }
     }
 
@@ -352,7 +492,7 @@ fn normalize_origin(origin: &str) -> String {
 }
 
 impl Authenticator for Security {
-    fn authenticate(&self, info: &ConnectInfo<'_>) -> Result<Identity, ReasonCode> {
+    fn authenticate(&self, info: &ConnectInfo<'_>) -> Result<Login, ReasonCode> {
         let rules = self.rules();
         let password_token = info
             .password
@@ -382,20 +522,31 @@ impl Authenticator for Security {
                     return Err(ReasonCode::NotAuthorized);
                 }
             }
-            return Ok(Identity::Token(Arc::new(claims)));
+            return Ok(Login {
+                identity: Identity::Token(Arc::new(claims)),
+                basis: Basis::Token {
+                    key: keys.fingerprint(),
+                },
+            });
         }
         let users = rules.users.as_ref().filter(|u| !u.is_empty());
         if let (Some(user), Some(users)) = (info.username, users) {
             let ok = info.password.is_some_and(|p| users.verify(user, p));
-            if ok {
-                return Ok(Identity::User(user.to_owned()));
+            if let (true, Some(hash)) = (ok, users.get(user)) {
+                return Ok(Login {
+                    identity: Identity::User(user.to_owned()),
+                    basis: Basis::Password(hash.clone()),
+                });
             }
             tracing::info!(client = %info.peer, user, "wrong user name or password");
             return Err(ReasonCode::BadUserNameOrPassword);
         }
         let loopback = info.peer.ip().to_canonical().is_loopback();
         if self.config.allow_anonymous || (users.is_none() && loopback) {
-            return Ok(Identity::Anonymous);
+            return Ok(Login {
+                identity: Identity::Anonymous,
+                basis: Basis::Anonymous { loopback },
+            });
         }
         self.warn_anonymous(info.peer, users.is_some());
         Err(ReasonCode::NotAuthorized)
@@ -454,11 +605,12 @@ impl Authorizer for Security {
     }
 }
 
-/// Reloads `security` on every `SIGHUP` until `shutdown` (open connections stay; a failed
-/// reload keeps the rules in force and logs the file and line).
+/// Reloads `broker`'s security rules on every `SIGHUP` until `shutdown`
+/// ([`crate::broker::Broker::reload_security`]: open connections stay unless their login is no
+/// longer valid; a failed reload keeps the rules in force and logs the file and line).
 pub async fn reload_on_sighup(
     mut hangup: tokio::signal::unix::Signal,
-    security: Arc<Security>,
+    broker: crate::broker::Broker,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     loop {
@@ -466,9 +618,9 @@ pub async fn reload_on_sighup(
             () = shutdown.cancelled() => return,
             got = hangup.recv() => if got.is_none() { return },
         }
-        let security = Arc::clone(&security);
+        let broker = broker.clone();
         // File reads and parsing off the reactor.
-        let _ = tokio::task::spawn_blocking(move || security.reload()).await;
+        let _ = tokio::task::spawn_blocking(move || broker.reload_security()).await;
     }
 }
 
@@ -506,20 +658,22 @@ mod tests {
         }
     }
 
+    /// The identity `sec` gives a client.
+    fn who(sec: &Security, info: &ConnectInfo<'_>) -> Result<Identity, ReasonCode> {
+        sec.authenticate(info).map(|login| login.identity().clone())
+    }
+
     #[test]
     fn anonymous_policy() {
         let sec = Security::defaults(Vec::new());
+        assert_eq!(who(&sec, &info("127.0.0.1:1")), Ok(Identity::Anonymous));
+        assert_eq!(who(&sec, &info("[::1]:1")), Ok(Identity::Anonymous));
         assert_eq!(
-            sec.authenticate(&info("127.0.0.1:1")),
-            Ok(Identity::Anonymous)
-        );
-        assert_eq!(sec.authenticate(&info("[::1]:1")), Ok(Identity::Anonymous));
-        assert_eq!(
-            sec.authenticate(&info("[::ffff:127.0.0.1]:1")),
+            who(&sec, &info("[::ffff:127.0.0.1]:1")),
             Ok(Identity::Anonymous)
         );
         assert_eq!(
-            sec.authenticate(&info("192.168.1.5:1")),
+            who(&sec, &info("192.168.1.5:1")),
             Err(ReasonCode::NotAuthorized)
         );
         let open = Security::with_rules(
@@ -532,10 +686,7 @@ mod tests {
             None,
             Rules::default(),
         );
-        assert_eq!(
-            open.authenticate(&info("192.168.1.5:1")),
-            Ok(Identity::Anonymous)
-        );
+        assert_eq!(who(&open, &info("192.168.1.5:1")), Ok(Identity::Anonymous));
         // With users configured, anonymous is refused even from loopback.
         let mut users = PasswordFile::default();
         users.set(
@@ -553,20 +704,112 @@ mod tests {
             },
         );
         assert_eq!(
-            with_users.authenticate(&info("127.0.0.1:1")),
+            who(&with_users, &info("127.0.0.1:1")),
             Err(ReasonCode::NotAuthorized)
         );
         let mut login = info("10.0.0.1:1");
         login.username = Some("u");
         login.password = Some(b"pw2");
-        assert_eq!(
-            with_users.authenticate(&login),
-            Ok(Identity::User("u".into()))
-        );
+        assert_eq!(who(&with_users, &login), Ok(Identity::User("u".into())));
         login.password = Some(b"pw3");
         assert_eq!(
-            with_users.authenticate(&login),
+            who(&with_users, &login),
             Err(ReasonCode::BadUserNameOrPassword)
+        );
+    }
+
+    /// The `$6$` hash of `pw2`.
+    const PW2: &str = "$6$zlzhxvLVJg4DMQnj$Rfm/VBPqj8E9dptR5C8fUl1FBm9BSF5/W9XnEG2S+t87FJDEmoHJ5HxQo8/APA3SHRZ/4Zf8IhacJYepp+ZEDQ==";
+
+    fn users(list: &[(&str, &str)]) -> PasswordFile {
+        let mut file = PasswordFile::default();
+        for (user, hash) in list {
+            file.set(user, PasswordHash::parse(hash).unwrap());
+        }
+        file
+    }
+
+    /// What a reload does to open logins: a removed user, a changed password, a revoked
+    /// token, a replaced token key and an anonymous policy that now refuses are all reported;
+    /// unchanged users, other tokens and proven users stay valid.
+    #[test]
+    fn recheck_after_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = PasswordHash::argon2(b"new").unwrap();
+        let sec = Security::with_rules(
+            SecurityConfig::default(),
+            LimitsConfig::default(),
+            Vec::new(),
+            Some(dir.path()),
+            Rules {
+                users: Some(users(&[("u", PW2), ("v", PW2), ("w", PW2)])),
+                tokens: Some(TokenKeys::open(dir.path()).unwrap()),
+                ..Rules::default()
+            },
+        );
+        let login = |user: &str| {
+            let mut i = info("10.0.0.1:1");
+            i.username = Some(user);
+            i.password = Some(b"pw2");
+            sec.authenticate(&i).unwrap()
+        };
+        let (u, v, w) = (login("u"), login("v"), login("w"));
+        let claims = |name: &str| Claims {
+            id: String::new(),
+            name: name.into(),
+            publish: vec![],
+            subscribe: vec!["#".into()],
+            expires: None,
+            origin: None,
+            issued: 0,
+        };
+        let token_login = |name: &str| {
+            let (_, text) = token::create(dir.path(), claims(name)).unwrap();
+            let mut i = info("10.0.0.1:1");
+            i.password = Some(text.as_bytes());
+            sec.authenticate(&i).unwrap()
+        };
+        let (t1, t2) = (token_login("t1"), token_login("t2"));
+        let proven = Login::proven("u");
+        let check = sec.recheck();
+        for login in [&u, &v, &w, &t1, &t2, &proven] {
+            assert_eq!(check.login(login), Ok(()), "{login:?}");
+        }
+
+        // The password file without `v` and with a new password for `w`; `t1` revoked.
+        token::revoke(dir.path(), "t1").unwrap();
+        *sec.rules.write() = Arc::new(Rules {
+            users: Some(users(&[("u", PW2), ("w", &other.to_text())])),
+            tokens: Some(TokenKeys::open(dir.path()).unwrap()),
+            ..Rules::default()
+        });
+        let check = sec.recheck();
+        assert_eq!(check.login(&u), Ok(()));
+        assert_eq!(check.login(&v), Err(Revoked::UserRemoved));
+        assert_eq!(check.login(&w), Err(Revoked::PasswordChanged));
+        assert_eq!(check.login(&t1), Err(Revoked::TokenRevoked));
+        assert_eq!(check.login(&t2), Ok(()));
+        assert_eq!(check.login(&proven), Ok(()));
+
+        // A new token key invalidates every token signed with the old one.
+        let fresh = tempfile::tempdir().unwrap();
+        *sec.rules.write() = Arc::new(Rules {
+            tokens: Some(TokenKeys::open(fresh.path()).unwrap()),
+            ..Rules::default()
+        });
+        assert_eq!(sec.recheck().login(&t2), Err(Revoked::TokenKeyChanged));
+
+        // Anonymous from loopback is allowed while there are no users, not after.
+        let open = Security::defaults(Vec::new());
+        let anonymous = open.authenticate(&info("127.0.0.1:1")).unwrap();
+        assert_eq!(open.recheck().login(&anonymous), Ok(()));
+        *open.rules.write() = Arc::new(Rules {
+            users: Some(users(&[("u", PW2)])),
+            ..Rules::default()
+        });
+        assert_eq!(
+            open.recheck().login(&anonymous),
+            Err(Revoked::AnonymousRefused)
         );
     }
 }

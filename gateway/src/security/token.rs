@@ -130,6 +130,20 @@ impl TokenKeys {
         Ok(Self { key, revoked })
     }
 
+    /// A digest of the signing key: tells whether two loads hold the same key without
+    /// keeping the key itself elsewhere.
+    #[must_use]
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        Sha256::digest(self.key).into()
+    }
+
+    /// Whether the token with this id is on the revocation list.
+    #[must_use]
+    pub fn is_revoked(&self, id: &str) -> bool {
+        self.revoked.contains(id)
+    }
+
     fn mac(&self) -> Hmac<Sha256> {
         Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length")
     }
@@ -162,7 +176,7 @@ impl TokenKeys {
             .decode(body)
             .map_err(|_| TokenError::Invalid)?;
         let claims: Claims = serde_json::from_slice(&json).map_err(|_| TokenError::Invalid)?;
-        if self.revoked.contains(&claims.id) {
+        if self.is_revoked(&claims.id) {
             return Err(TokenError::Revoked);
         }
         if claims.expired_at(now) {
