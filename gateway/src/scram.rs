@@ -229,7 +229,8 @@ pub struct PasswdScramArgs {
     pub action: PasswdAction,
     /// The user name.
     pub user: String,
-    /// The password (default: read one line from standard input).
+    /// The password (default: typed twice without echo on a terminal, else one line from
+    /// standard input).
     #[arg(long, env = "SWITCHBOARD_SCRAM_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
 }
@@ -252,12 +253,7 @@ pub fn run_passwd(args: &PasswdScramArgs) -> anyhow::Result<()> {
         PasswdAction::Add => {
             let password = match &args.password {
                 Some(p) => p.clone(),
-                None => {
-                    eprintln!("Password for {} (one line on standard input):", args.user);
-                    let mut line = String::new();
-                    std::io::stdin().read_line(&mut line)?;
-                    line.trim_end_matches(['\r', '\n']).to_owned()
-                }
+                None => crate::security::prompt::new_password(&args.user)?,
             };
             if password.is_empty() {
                 anyhow::bail!("empty password");

@@ -808,3 +808,159 @@ async fn failed_login_back_off() {
     );
     gw.stop().await;
 }
+
+/// Runs the `switchboard` binary with `input` on a piped standard input; its exit status.
+fn cli_piped(args: &[&str], input: &str) -> std::process::ExitStatus {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run switchboard");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait().unwrap()
+}
+
+/// Not on a terminal (scripts, pipes): `passwd add` and `passwd-scram add` read one line from
+/// standard input, without asking again.
+#[test]
+fn piped_passwords_are_one_line_of_standard_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    let file = passwd.to_str().unwrap();
+    assert!(cli_piped(&["passwd", file, "add", "dave"], "dave pw\r\n").success());
+    let users = switchboard::security::PasswordFile::load(&passwd).unwrap();
+    assert!(users.verify("dave", b"dave pw"));
+    // An empty line is no password.
+    assert!(!cli_piped(&["passwd", file, "add", "erin"], "\n").success());
+    assert!(
+        switchboard::security::PasswordFile::load(&passwd)
+            .unwrap()
+            .get("erin")
+            .is_none()
+    );
+
+    let scram = dir.path().join("scram");
+    let file = scram.to_str().unwrap();
+    assert!(cli_piped(&["passwd-scram", file, "add", "dave"], "dave pw\n").success());
+    let credentials = switchboard::scram::Credentials::load(&scram).unwrap();
+    assert!(credentials.get("dave").is_some());
+}
+
+/// What a terminal showed while `switchboard ARGS` ran on it, with `typed` entered at each
+/// password prompt (after the prompt turned echo off), and the exit status.
+///
+/// The terminal is a pseudo-terminal made the child's controlling terminal (`setsid -c`), as a
+/// login shell's is.
+fn on_terminal(args: &[&str], typed: &[&str]) -> (std::process::ExitStatus, String) {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    use rustix::termios::{LocalModes, tcgetattr};
+    use std::io::{Read as _, Write as _};
+    use std::sync::mpsc;
+
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let terminal = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().unwrap())
+        .unwrap();
+    let mut child = std::process::Command::new("setsid")
+        .arg("-c")
+        .arg(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .stdin(terminal.try_clone().unwrap())
+        .stdout(terminal.try_clone().unwrap())
+        .stderr(terminal.try_clone().unwrap())
+        .spawn()
+        .expect("setsid (util-linux)");
+    let mut master = std::fs::File::from(master);
+    let mut reader = master.try_clone().unwrap();
+    // Everything the terminal shows; ends (EIO) once no process holds the terminal.
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut shown = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let left = || deadline.saturating_duration_since(Instant::now());
+    for (i, line) in typed.iter().enumerate() {
+        while shown.matches("Password for").count() <= i {
+            let bytes = rx
+                .recv_timeout(left())
+                .unwrap_or_else(|_| panic!("prompt {} not shown: {shown:?}", i + 1));
+            shown.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        // The prompt is written just before echo goes off: wait for the terminal state (no
+        // event tells it), bounded.
+        while tcgetattr(&terminal)
+            .unwrap()
+            .local_modes
+            .contains(LocalModes::ECHO)
+        {
+            assert!(!left().is_zero(), "echo never turned off: {shown:?}");
+            std::thread::yield_now();
+        }
+        master.write_all(format!("{line}\r").as_bytes()).unwrap();
+    }
+    drop(terminal);
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait());
+    });
+    let status = done_rx
+        .recv_timeout(left())
+        .expect("switchboard exits in time")
+        .unwrap();
+    while let Ok(bytes) = rx.recv_timeout(left()) {
+        shown.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    (status, shown)
+}
+
+/// On a terminal, `passwd add` and `passwd-scram add` ask for the password twice without
+/// echoing it; two different entries change nothing.
+#[test]
+fn terminal_password_prompts_do_not_echo() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    let file = passwd.to_str().unwrap();
+    let (status, shown) = on_terminal(&["passwd", file, "add", "frank"], &["s3cret-1", "s3cret-1"]);
+    assert!(status.success(), "{shown}");
+    assert!(!shown.contains("s3cret"), "echoed: {shown:?}");
+    assert_eq!(shown.matches("Password for frank").count(), 2, "{shown:?}");
+    let users = switchboard::security::PasswordFile::load(&passwd).unwrap();
+    assert!(users.verify("frank", b"s3cret-1"));
+
+    let (status, shown) = on_terminal(&["passwd", file, "add", "grace"], &["s3cret-2", "s3cret-3"]);
+    assert!(!status.success(), "{shown}");
+    assert!(shown.contains("differ"), "{shown:?}");
+    assert!(!shown.contains("s3cret"), "echoed: {shown:?}");
+    let users = switchboard::security::PasswordFile::load(&passwd).unwrap();
+    assert!(users.get("grace").is_none());
+
+    let scram = dir.path().join("scram");
+    let file = scram.to_str().unwrap();
+    let (status, shown) = on_terminal(
+        &["passwd-scram", file, "add", "frank"],
+        &["s3cret-4", "s3cret-4"],
+    );
+    assert!(status.success(), "{shown}");
+    assert!(!shown.contains("s3cret"), "echoed: {shown:?}");
+    let credentials = switchboard::scram::Credentials::load(&scram).unwrap();
+    assert!(credentials.get("frank").is_some());
+}

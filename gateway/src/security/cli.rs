@@ -1,6 +1,5 @@
 //! The `switchboard passwd` and `switchboard token` subcommands.
 
-use std::io::BufRead as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -22,12 +21,13 @@ pub struct PasswdArgs {
 /// A password file operation.
 #[derive(Debug, Subcommand)]
 pub enum PasswdAction {
-    /// Add a user or change their password (argon2id). The password comes from `--password`
-    /// or the first line of standard input.
+    /// Add a user or change their password (argon2id). The password comes from `--password`,
+    /// else it is typed twice without echo on a terminal, else it is the first line of
+    /// standard input.
     Add {
         /// User name.
         user: String,
-        /// The password (else read from standard input).
+        /// The password (else prompted for, or read from standard input).
         #[arg(long, env = "SWITCHBOARD_PASSWORD")]
         password: Option<String>,
     },
@@ -60,12 +60,7 @@ pub fn run_passwd(args: &PasswdArgs) -> anyhow::Result<()> {
             }
             let password = match password {
                 Some(p) => p.clone(),
-                None => {
-                    eprintln!("password for {user}:");
-                    let mut line = String::new();
-                    std::io::stdin().lock().read_line(&mut line)?;
-                    line.trim_end_matches(['\r', '\n']).to_owned()
-                }
+                None => super::prompt::new_password(user)?,
             };
             if password.is_empty() {
                 anyhow::bail!("empty password");

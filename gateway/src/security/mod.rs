@@ -20,6 +20,7 @@ pub mod acl;
 pub mod cli;
 pub mod limits;
 pub mod passwd;
+pub mod prompt;
 pub mod token;
 pub mod topics;
 
