@@ -52,6 +52,15 @@ pub fn parse_set_topic(topic: &str) -> Option<Result<DeviceId, SetError>> {
     Some(crate::meta::decode_id(level).map_err(|_| SetError::BadId(level.to_owned())))
 }
 
+/// Whether `topic` is a device's state topic on the channel (`switchboard/devices/<id>`, one
+/// level): only the gateway publishes there, so brokers refuse clients that try.
+#[must_use]
+pub fn is_view_topic(topic: &str) -> bool {
+    topic
+        .strip_prefix(VIEW_PREFIX)
+        .is_some_and(|level| !level.is_empty() && !level.contains('/'))
+}
+
 /// What the state topic carries: the device without its power history and last-seen time (so
 /// it changes only when something a person sees changes).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -188,6 +197,14 @@ mod tests {
             "a token for one device gets exactly its two topics"
         );
         assert_eq!(parse_set_topic(&set_topic(&id)), Some(Ok(id)));
+    }
+
+    #[test]
+    fn view_topics_are_one_level_under_the_prefix() {
+        assert!(is_view_topic("switchboard/devices/tasmota:a"));
+        assert!(!is_view_topic("switchboard/devices/tasmota:a/set"));
+        assert!(!is_view_topic("switchboard/devices/"));
+        assert!(!is_view_topic("switchboard/meta/tasmota:a"));
     }
 
     #[test]

@@ -666,6 +666,23 @@ async fn the_device_channel_mirrors_a_plug_and_switches_it() {
     let cmd = plug.recv_publish().await;
     assert_eq!((&*cmd.topic, text(&cmd)), ("cmnd/chan/POWER", "OFF"));
 
+    // The state topic is the gateway's: a client may not publish there (v5 PUBACK 0x87).
+    let pid = commander.next_pid();
+    let mut spoof = switchboard_mqtt::Publish::new(
+        "switchboard/devices/tasmota:chan".to_owned(),
+        br#"{"id":"tasmota:chan"}"#.to_vec(),
+    );
+    spoof.qos_pid = switchboard_mqtt::QosPid::new(QoS::AtLeastOnce, pid);
+    commander
+        .send(switchboard_mqtt::Packet::Publish(spoof))
+        .await;
+    match commander.recv().await {
+        switchboard_mqtt::Packet::PubAck(ack) => {
+            assert_eq!(ack.code, switchboard_mqtt::ReasonCode::NotAuthorized);
+        }
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+
     // The plug's last will: the view says offline.
     plug.publish("tele/chan/LWT", "Offline", QoS::AtLeastOnce, true)
         .await;

@@ -577,6 +577,11 @@ impl Authorizer for Security {
     }
 
     fn may_publish(&self, client: &ClientInfo<'_>, topic: &str) -> bool {
+        // The device channel's state topics are the gateway's own (it derives them from the
+        // devices); a client publishing there could show a plug as switched when it is not.
+        if switchboard_devices::view::is_view_topic(topic) {
+            return false;
+        }
         match client.identity {
             Identity::Token(claims) => claims.publish.iter().any(|f| topics::matches(f, topic)),
             identity => match &self.rules().acl {
