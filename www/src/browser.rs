@@ -18,6 +18,13 @@ pub fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
+/// A random 32-bit number (`Math.random()`; not for secrets).
+#[must_use]
+pub fn random_u32() -> u32 {
+    // A float in [0, 1) scaled to u32's range; the cast saturates.
+    (js_sys::Math::random() * 4_294_967_296.0) as u32
+}
+
 fn storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok().flatten()
 }

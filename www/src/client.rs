@@ -24,8 +24,11 @@ pub struct WebSocketConnector;
 struct WsSession {
     /// Set when CONNACK arrived; taken (and ended) when the session ends or is dropped.
     client: Rc<RefCell<Option<Client>>>,
-    /// Cleared on drop: a connect still under way ends its client when it resolves.
+    /// Cleared on drop: a connect still under way ends its client when it resolves, and
+    /// publishes still in flight report nothing.
     alive: Rc<Cell<bool>>,
+    /// Where publish failures are reported.
+    events: Callback<SessionEvent>,
 }
 
 impl Drop for WsSession {
@@ -61,9 +64,9 @@ impl Session for WsSession {
         let Some(c) = self.client.borrow().clone() else {
             return;
         };
+        let (alive, events) = (self.alive.clone(), self.events.clone());
         spawn_local(async move {
-            // A lost command shows as the registry's time-out; nothing else to do here.
-            let _outcome = c
+            let outcome = c
                 .publish(
                     &message.topic,
                     message.payload,
@@ -71,6 +74,16 @@ impl Session for WsSession {
                     message.retain,
                 )
                 .await;
+            // `Closed`: the session was ended on purpose, and the next one starts afresh.
+            if let Err(e) = outcome
+                && e != Error::Closed
+                && alive.get()
+            {
+                events.emit(SessionEvent::PublishFailed {
+                    topic: message.topic,
+                    reason: e.message().to_owned(),
+                });
+            }
         });
     }
 }
@@ -87,6 +100,7 @@ impl Connector for WebSocketConnector {
         let session = WsSession {
             client: Rc::default(),
             alive: Rc::new(Cell::new(true)),
+            events: events.clone(),
         };
         let (slot, alive) = (session.client.clone(), session.alive.clone());
         spawn_local(async move {

@@ -154,6 +154,9 @@ pub fn use_mqtt(app: &AppHandle, connector: &ConnectorHandle) -> MqttHandle {
                                     retry_at_ms,
                                     reason,
                                 }),
+                                SessionEvent::PublishFailed { topic, reason } => {
+                                    dispatch.dispatch(Action::PublishFailed { topic, reason });
+                                }
                                 SessionEvent::Closed(CloseCause::NotAuthorized(reason)) => {
                                     dispatch.dispatch(Action::AuthFailed(reason));
                                 }

@@ -8,12 +8,14 @@
 //!   [`state::Action`]s, wrapping the device model's `Registry` (pending commands, time-outs,
 //!   availability, meta); what must go on the wire is queued as [`state::Effect`]s;
 //! - [`vm`]: view models (rooms, cards, chart geometry, topic tree) computed from the state;
+//! - [`schedule`]: schedules (run by the gateway) as the dashboard reads, checks and writes
+//!   them;
 //! - [`route`]: hash routes;
 //! - [`port`]: the MQTT port ([`port::Connector`] / [`port::Session`]) the hooks drive;
 //! - [`hooks`]: the session, timers, listeners and storage, each owned by an effect;
 //! - [`components`]: one component per file.
 //!
-//! The state, view-model and route modules are plain Rust and unit-tested on the host.
+//! The state, view-model, schedule and route modules are plain Rust and unit-tested on the host.
 
 pub mod browser;
 #[cfg(target_arch = "wasm32")]
@@ -22,6 +24,7 @@ pub mod components;
 pub mod hooks;
 pub mod port;
 pub mod route;
+pub mod schedule;
 pub mod state;
 pub mod vm;
 

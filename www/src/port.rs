@@ -58,6 +58,14 @@ pub enum SessionEvent {
         /// What went wrong.
         reason: String,
     },
+    /// The broker did not take a QoS 1 publish: it answered with a failure code, or the
+    /// message expired unsent while the connection was down.
+    PublishFailed {
+        /// The message's topic.
+        topic: String,
+        /// Why, for a person.
+        reason: String,
+    },
     /// The session is over.
     Closed(CloseCause),
 }
@@ -66,7 +74,8 @@ pub enum SessionEvent {
 pub trait Session {
     /// Subscribes to `filters` (QoS 0 is enough for a dashboard).
     fn subscribe(&self, filters: Vec<String>);
-    /// Publishes `message` with its topic, payload, QoS and retain flag.
+    /// Publishes `message` with its topic, payload, QoS and retain flag; a failure is
+    /// reported as [`SessionEvent::PublishFailed`].
     fn publish(&self, message: OutgoingMessage);
 }
 

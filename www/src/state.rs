@@ -5,7 +5,8 @@
 //! an outbox that the MQTT hook ([`crate::hooks::use_mqtt`]) drains onto the live session.
 //! Device semantics (pending commands, time-outs, offline refusal, optimistic switches, meta)
 //! are the [`Registry`]'s; this module only routes messages to it and turns its answers into
-//! effects and notices.
+//! effects and notices. Schedules (run by the gateway, stored as retained messages) are kept
+//! here as received, next to the registry; [`crate::schedule`] reads and writes them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -16,6 +17,7 @@ use switchboard_devices::{
 use yew::Reducible;
 
 use crate::route::Route;
+use crate::schedule::{self, Received, Schedule, Update};
 
 /// Most topics kept for the raw topic view.
 pub const MAX_TOPICS: usize = 2_000;
@@ -23,6 +25,8 @@ pub const MAX_TOPICS: usize = 2_000;
 pub const MAX_PREVIEW_CHARS: usize = 300;
 /// Most notices shown at once (older ones are dropped).
 const MAX_NOTICES: usize = 4;
+/// Most schedules kept (new ones beyond it are ignored, as topics beyond [`MAX_TOPICS`] are).
+pub const MAX_SCHEDULES: usize = 1_000;
 
 /// The state of the broker connection, as the banner shows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -217,6 +221,25 @@ pub enum Action {
     },
     /// `navigator.onLine` changed.
     NetworkOnline(bool),
+    /// Store a new or changed schedule (a retained message; it shows when the broker echoes
+    /// it).
+    SaveSchedule(Schedule),
+    /// Enable or disable a stored schedule.
+    SetScheduleEnabled {
+        /// The schedule.
+        id: String,
+        /// Whether it should fire.
+        enabled: bool,
+    },
+    /// Delete a schedule (an empty retained message).
+    DeleteSchedule(String),
+    /// The broker did not take a publish (refused, or it expired unsent).
+    PublishFailed {
+        /// The message's topic.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The dashboard's state. See the module docs.
@@ -244,6 +267,8 @@ pub struct AppState {
     pub search: String,
     /// Last message per topic.
     pub topics: BTreeMap<String, TopicEntry>,
+    /// Schedules by id, as the broker last said (unusable ones flagged with the reason).
+    pub schedules: BTreeMap<String, Received>,
     /// Toasts.
     pub notices: Vec<Notice>,
     next_notice: u64,
@@ -269,6 +294,7 @@ impl PartialEq for AppState {
                 .zip(other.registry.devices())
                 .all(|(a, b)| a == b)
             && self.topics == other.topics
+            && self.schedules == other.schedules
             && self.theme == other.theme
             && self.custom_url == other.custom_url
             && self.credentials == other.credentials
@@ -299,6 +325,7 @@ impl AppState {
             route,
             search: String::new(),
             topics: BTreeMap::new(),
+            schedules: BTreeMap::new(),
             notices: Vec::new(),
             next_notice: 1,
             outbox: Vec::new(),
@@ -360,6 +387,7 @@ impl AppState {
         let wanted = SUBSCRIPTIONS
             .iter()
             .map(|s| (*s).to_owned())
+            .chain(std::iter::once(schedule::FILTER.to_owned()))
             .chain(self.registry.dynamic_subscriptions());
         let missing: Vec<String> = wanted.filter(|f| !self.subscribed.contains(f)).collect();
         if !missing.is_empty() {
@@ -394,6 +422,38 @@ impl AppState {
         entry.retained = retain;
         entry.count += 1;
         entry.at_ms = now_ms;
+    }
+
+    fn record_schedule(&mut self, topic: &str, payload: &[u8]) {
+        match schedule::parse(topic, payload) {
+            Some(Update::Deleted(id)) => {
+                self.schedules.remove(&id);
+            }
+            Some(Update::Stored(r))
+                if self.schedules.len() < MAX_SCHEDULES || self.schedules.contains_key(&r.id) =>
+            {
+                self.schedules.insert(r.id.clone(), r);
+            }
+            Some(Update::Stored(_)) | None => {}
+        }
+    }
+
+    /// Publishes a schedule message if live and valid, else says why not.
+    fn publish_schedule(&mut self, message: Result<OutgoingMessage, schedule::Invalid>) {
+        if !self.is_live() {
+            self.notice(
+                NoticeKind::Error,
+                "Not connected to the broker: the schedule was not saved".to_owned(),
+            );
+            return;
+        }
+        match message {
+            Ok(m) => self.push_effect(Effect::Publish(m)),
+            Err(e) => self.notice(
+                NoticeKind::Error,
+                format!("The schedule was not saved: {}", e.message()),
+            ),
+        }
     }
 
     fn apply_changes(&mut self, changes: Vec<Change>) {
@@ -505,6 +565,7 @@ impl Reducible for AppState {
                 now_ms,
             } => {
                 s.record_topic(&topic, &payload, retain, now_ms);
+                s.record_schedule(&topic, &payload);
                 let changes = s.registry.handle_message(&topic, &payload, retain, now_ms);
                 s.apply_changes(changes);
             }
@@ -598,6 +659,30 @@ impl Reducible for AppState {
                 s.outbox_base += done as u64;
             }
             Action::NetworkOnline(online) => s.network_online = online,
+            Action::SaveSchedule(schedule) => s.publish_schedule(schedule.to_message()),
+            Action::SetScheduleEnabled { id, enabled } => {
+                let current = s.schedules.get(&id).and_then(|r| r.schedule.clone().ok());
+                if let Some(current) = current {
+                    s.publish_schedule(Schedule { enabled, ..current }.to_message());
+                }
+            }
+            Action::DeleteSchedule(id) => {
+                // Also for ids the gateway refuses: the retained message is removed all the same.
+                s.publish_schedule(Ok(schedule::delete_message(&id)));
+            }
+            Action::PublishFailed { topic, reason } => {
+                // A command that does not arrive already shows as its time-out.
+                let what = if topic.starts_with(schedule::TOPIC_PREFIX) {
+                    Some("The schedule was not saved")
+                } else if topic.starts_with(switchboard_devices::meta::META_PREFIX) {
+                    Some("The name and room were not saved")
+                } else {
+                    None
+                };
+                if let Some(what) = what {
+                    s.notice(NoticeKind::Error, format!("{what}: {reason}"));
+                }
+            }
         }
         Rc::new(s)
     }
@@ -669,7 +754,8 @@ mod tests {
         let Effect::Subscribe(filters) = subs[0].1 else {
             panic!("expected a subscribe");
         };
-        assert_eq!(filters.len(), SUBSCRIPTIONS.len());
+        assert_eq!(filters.len(), SUBSCRIPTIONS.len() + 1);
+        assert!(filters.iter().any(|f| f == schedule::FILTER));
         // A second CONNACK in the same session state does not duplicate filters it has... but a
         // reconnect (clean session) subscribes again.
         let upto = s.outbox_end();
@@ -988,5 +1074,155 @@ mod tests {
         for t in [Theme::System, Theme::Light, Theme::Dark] {
             assert_eq!(Theme::parse(t.as_str()), t);
         }
+    }
+
+    fn kettle_timer() -> Schedule {
+        Schedule {
+            id: "kitchen-abc123".into(),
+            device: Some("tasmota:kitchen".into()),
+            room: None,
+            relay: 0,
+            enabled: true,
+            rule: schedule::Rule::OffAfter { seconds: 1800 },
+        }
+    }
+
+    #[test]
+    fn schedules_follow_their_retained_messages() {
+        let topic = "switchboard/schedules/kitchen-abc123";
+        let json = kettle_timer()
+            .to_message()
+            .unwrap()
+            .payload_str()
+            .into_owned();
+        let s = run(
+            state(),
+            [
+                msg(topic, &json, true, 1),
+                msg("switchboard/schedules/junk", "{not json", true, 2),
+            ],
+        );
+        assert_eq!(s.schedules.len(), 2);
+        assert_eq!(s.schedules["kitchen-abc123"].schedule, Ok(kettle_timer()));
+        assert!(s.schedules["junk"].schedule.is_err());
+        assert!(
+            s.notices.is_empty(),
+            "a bad payload is flagged, not announced"
+        );
+        let s = s.reduce(msg(topic, "", true, 3));
+        assert_eq!(s.schedules.keys().collect::<Vec<_>>(), ["junk"]);
+    }
+
+    #[test]
+    fn saving_publishes_retained_at_qos_1() {
+        let s = live_with_kettle().reduce(Action::SaveSchedule(kettle_timer()));
+        let sent: Vec<OutgoingMessage> = s
+            .pending_effects()
+            .filter_map(|(_, e)| match e {
+                Effect::Publish(m) => Some(m.clone()),
+                Effect::Subscribe(_) => None,
+            })
+            .collect();
+        assert_eq!(sent, [kettle_timer().to_message().unwrap()]);
+        assert!(sent[0].retain);
+        assert_eq!(sent[0].qos, 1);
+        // Shown once the broker echoes it.
+        assert!(s.schedules.is_empty());
+        let s = s.reduce(msg(&sent[0].topic, &sent[0].payload_str(), false, 5));
+        assert!(s.schedules["kitchen-abc123"].schedule.is_ok());
+    }
+
+    #[test]
+    fn invalid_or_offline_saves_only_explain() {
+        let bad = Schedule {
+            room: Some("Kitchen".into()),
+            ..kettle_timer()
+        };
+        let s = live_with_kettle().reduce(Action::SaveSchedule(bad));
+        assert!(publishes(&s).is_empty());
+        assert_eq!(s.notices.len(), 1);
+        assert!(s.notices[0].text.starts_with("The schedule was not saved"));
+
+        let s = run(
+            live_with_kettle(),
+            [
+                Action::Disconnected {
+                    retry_at_ms: 5,
+                    reason: "gone".into(),
+                },
+                Action::SaveSchedule(kettle_timer()),
+                Action::DeleteSchedule("kitchen-abc123".into()),
+            ],
+        );
+        assert!(publishes(&s).is_empty());
+        assert_eq!(s.notices.len(), 2);
+        assert!(s.notices[0].text.contains("the schedule was not saved"));
+    }
+
+    #[test]
+    fn toggling_and_deleting() {
+        let timer = kettle_timer().to_message().unwrap();
+        let s = live_with_kettle().reduce(msg(&timer.topic, &timer.payload_str(), true, 1));
+        let upto = s.outbox_end();
+        let s = s.reduce(Action::EffectsDone { upto });
+
+        let off = s.clone().reduce(Action::SetScheduleEnabled {
+            id: "kitchen-abc123".into(),
+            enabled: false,
+        });
+        let expected = Schedule {
+            enabled: false,
+            ..kettle_timer()
+        };
+        assert_eq!(
+            publishes(&off),
+            [(
+                timer.topic.clone(),
+                expected.to_message().unwrap().payload_str().into_owned(),
+                true
+            )]
+        );
+        // Unknown ids change nothing.
+        let none = s.clone().reduce(Action::SetScheduleEnabled {
+            id: "nope".into(),
+            enabled: false,
+        });
+        assert!(publishes(&none).is_empty());
+
+        let deleted = s.reduce(Action::DeleteSchedule("kitchen-abc123".into()));
+        assert_eq!(
+            publishes(&deleted),
+            [(timer.topic.clone(), String::new(), true)]
+        );
+    }
+
+    #[test]
+    fn failed_publishes_of_stored_things_are_announced() {
+        let s = run(
+            live_with_kettle(),
+            [
+                Action::PublishFailed {
+                    topic: "switchboard/schedules/a".into(),
+                    reason: "rejected by the broker".into(),
+                },
+                Action::PublishFailed {
+                    topic: "cmnd/kitchen/POWER".into(),
+                    reason: "rejected by the broker".into(),
+                },
+                Action::PublishFailed {
+                    topic: "switchboard/meta/tasmota:kitchen".into(),
+                    reason: "expired while offline".into(),
+                },
+            ],
+        );
+        let texts: Vec<&str> = s.notices.iter().map(|n| n.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "The schedule was not saved: rejected by the broker",
+                "The name and room were not saved: expired while offline",
+            ]
+        );
+        assert!(s.notices.iter().all(|n| n.kind == NoticeKind::Error));
     }
 }

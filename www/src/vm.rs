@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use switchboard_devices::{Availability, Device, DeviceId, PowerHistory, Registry, RelayState};
 
+use crate::schedule::{self, Received, Rule};
 use crate::state::TopicEntry;
 
 /// What one relay's switch shows.
@@ -429,6 +430,96 @@ pub fn topic_rows(topics: &BTreeMap<String, TopicEntry>, query: &str) -> Vec<Top
     rows
 }
 
+/// One schedule in a device's list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleVm {
+    /// The schedule's id.
+    pub id: String,
+    /// What it does, `On at 07:30 Mon–Fri`; for one the gateway ignores, its reason.
+    pub summary: String,
+    /// `Whole room: Kitchen` for a schedule of the device's room, `None` for its own.
+    pub scope: Option<String>,
+    /// The output it switches, on devices with several (or when not the first).
+    pub relay: Option<String>,
+    /// Whether it fires (a flagged one never does).
+    pub enabled: bool,
+    /// Set when the gateway ignores it: it can then only be deleted.
+    pub invalid: bool,
+}
+
+/// The label of output `index` of `device`: its name, else `Output <n>`.
+fn relay_label(device: &Device, index: u8) -> String {
+    device
+        .relay(index)
+        .and_then(|r| r.name.clone())
+        .unwrap_or_else(|| format!("Output {}", u16::from(index) + 1))
+}
+
+/// The schedules acting on `device`: its own first, then its room's; each group by time of
+/// day (timers after), then id.
+#[must_use]
+pub fn device_schedules(
+    schedules: &BTreeMap<String, Received>,
+    device: &Device,
+) -> Vec<ScheduleVm> {
+    let room = device.room.as_deref();
+    let list: Vec<&Received> = schedules
+        .values()
+        .filter(|r| r.applies_to(&device.id, room))
+        .collect();
+    let order = order_by(list.iter().map(|r| {
+        let scope = if r.device.is_some() { '0' } else { '1' };
+        let when = match r.schedule.as_ref().map(|s| &s.rule) {
+            Ok(Rule::At { time, .. }) => format!("0{:04}", time.minutes()),
+            Ok(Rule::OffAfter { .. }) => "1".to_owned(),
+            Err(_) => "2".to_owned(),
+        };
+        format!("{scope}\0{when}\0{}", r.id)
+    }));
+    order
+        .into_iter()
+        .map(|i| {
+            let r = list[i];
+            let scope = r
+                .device
+                .is_none()
+                .then(|| format!("Whole room: {}", r.room.as_deref().unwrap_or_default()));
+            match &r.schedule {
+                Ok(s) => ScheduleVm {
+                    id: r.id.clone(),
+                    summary: schedule::summary(&s.rule),
+                    scope,
+                    relay: (device.relays.len() > 1 || s.relay != 0)
+                        .then(|| relay_label(device, s.relay)),
+                    enabled: s.enabled,
+                    invalid: false,
+                },
+                Err(why) => ScheduleVm {
+                    id: r.id.clone(),
+                    summary: format!("Ignored by the gateway: {why}"),
+                    scope,
+                    relay: None,
+                    enabled: false,
+                    invalid: true,
+                },
+            }
+        })
+        .collect()
+}
+
+/// The add form's choice of outputs, `(index, label)`: empty for a device with one.
+#[must_use]
+pub fn relay_choices(device: &Device) -> Vec<(u8, String)> {
+    if device.relays.len() < 2 {
+        return Vec::new();
+    }
+    device
+        .relays
+        .iter()
+        .map(|r| (r.index, relay_label(device, r.index)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,5 +673,70 @@ mod tests {
         let filtered = topic_rows(&topics, "lwt");
         assert_eq!(filtered.len(), 3);
         assert_eq!(filtered[2].topic, "tele/kettle/LWT");
+    }
+
+    #[test]
+    fn a_device_lists_its_own_and_its_rooms_schedules() {
+        let reg = registry(&[
+            ("stat/strip/POWER1", "ON"),
+            ("stat/strip/POWER2", "OFF"),
+            ("switchboard/meta/tasmota:strip", r#"{"room":"Office"}"#),
+        ]);
+        let strip = reg.get(&DeviceId::from("tasmota:strip")).unwrap();
+        let mut schedules = BTreeMap::new();
+        for (id, payload) in [
+            (
+                "late",
+                r#"{"device":"tasmota:strip","relay":1,"enabled":false,"rule":{"kind":"at","time":"22:00","on":false}}"#,
+            ),
+            (
+                "early",
+                r#"{"device":"tasmota:strip","rule":{"kind":"at","time":"06:30","days":["sat","sun"],"on":true}}"#,
+            ),
+            (
+                "room-timer",
+                r#"{"room":"Office","rule":{"kind":"off_after","seconds":3600}}"#,
+            ),
+            (
+                "broken",
+                r#"{"device":"tasmota:strip","rule":{"kind":"at"}}"#,
+            ),
+            (
+                "elsewhere",
+                r#"{"room":"Kitchen","rule":{"kind":"off_after","seconds":60}}"#,
+            ),
+            (
+                "other",
+                r#"{"device":"tasmota:other","rule":{"kind":"off_after","seconds":60}}"#,
+            ),
+        ] {
+            let topic = schedule::topic(id);
+            if let Some(schedule::Update::Stored(r)) = schedule::parse(&topic, payload.as_bytes()) {
+                schedules.insert(r.id.clone(), r);
+            }
+        }
+        let list = device_schedules(&schedules, strip);
+        let ids: Vec<&str> = list.iter().map(|v| v.id.as_str()).collect();
+        assert_eq!(ids, ["early", "late", "broken", "room-timer"]);
+        assert_eq!(list[0].summary, "On at 06:30 Sat, Sun");
+        assert_eq!(list[0].relay.as_deref(), Some("Output 1"));
+        assert!(list[0].enabled && !list[0].invalid);
+        assert_eq!(list[1].summary, "Off at 22:00 every day");
+        assert_eq!(list[1].relay.as_deref(), Some("Output 2"));
+        assert!(!list[1].enabled);
+        assert!(list[2].invalid);
+        assert!(
+            list[2].summary.starts_with("Ignored by the gateway: "),
+            "{}",
+            list[2].summary
+        );
+        assert_eq!(list[3].scope.as_deref(), Some("Whole room: Office"));
+        assert_eq!(list[3].summary, "Off 1 h after switched on");
+        assert_eq!(
+            relay_choices(strip),
+            [(0, "Output 1".to_owned()), (1, "Output 2".to_owned())]
+        );
+        let single = registry(&[("stat/kettle/POWER", "ON")]);
+        assert!(relay_choices(single.get(&DeviceId::from("tasmota:kettle")).unwrap()).is_empty());
     }
 }

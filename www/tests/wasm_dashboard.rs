@@ -386,6 +386,57 @@ async fn detail_view_renames_with_a_retained_meta_message() {
 }
 
 #[wasm_bindgen_test]
+async fn detail_view_adds_a_schedule_and_reports_a_refusal() {
+    let m = mount();
+    m.live_with_plugs().await;
+    let link = m
+        .wait_for("[data-device='tasmota:kitchen'] a.card-name")
+        .await;
+    click(&link);
+    let form = m.wait_for("section.schedules form.schedule-form").await;
+    // The defaults: on at 07:00 every day.
+    assert_eq!(
+        form.query_selector(".preview")
+            .unwrap()
+            .and_then(|p| p.text_content())
+            .as_deref(),
+        Some("On at 07:00 every day")
+    );
+    click(&form.query_selector("button[type=submit]").unwrap().unwrap());
+    m.wait_until("a publish", |m| !m.fake.published().is_empty())
+        .await;
+    let (topic, payload, retain) = m.fake.published().remove(0);
+    assert!(
+        topic.starts_with("switchboard/schedules/kitchen-"),
+        "{topic}"
+    );
+    assert!(retain);
+    assert_eq!(m.fake.0.borrow().published[0].qos, 1);
+    assert!(
+        payload.contains(r#""device":"tasmota:kitchen""#)
+            && payload.contains(r#""rule":{"kind":"at","time":"07:00","days":[],"on":true}"#),
+        "{payload}"
+    );
+    // The broker echoes it: listed with its summary.
+    m.fake.message(&topic, &payload, true);
+    let row = m.wait_for("li.schedule .summary").await;
+    assert_eq!(row.text_content().as_deref(), Some("On at 07:00 every day"));
+    // A refused publish shows as a toast.
+    m.fake.emit(SessionEvent::PublishFailed {
+        topic,
+        reason: "rejected by the broker".to_owned(),
+    });
+    let toast = m.wait_for(".toast.error").await;
+    assert!(
+        toast
+            .text_content()
+            .unwrap()
+            .contains("The schedule was not saved: rejected by the broker")
+    );
+    web_sys::window().unwrap().location().set_hash("").unwrap();
+}
+
+#[wasm_bindgen_test]
 async fn topic_view_shows_last_payloads() {
     let m = mount();
     m.live_with_plugs().await;

@@ -1,10 +1,10 @@
-//! One device: switches, power chart, energy, rename and move.
+//! One device: switches, power chart, energy, schedules, rename and move.
 
 use switchboard_devices::{Availability, DeviceId};
 use yew::prelude::*;
 
 use crate::browser;
-use crate::components::{MetaForm, PowerChart, RelaySwitch};
+use crate::components::{MetaForm, PowerChart, RelaySwitch, ScheduleSection};
 use crate::hooks::use_app;
 use crate::route::Route;
 use crate::vm::{self, CardVm};
@@ -59,6 +59,8 @@ pub fn device_detail(props: &DeviceDetailProps) -> Html {
             </dl>
             <h3>{ "Last hour" }</h3>
             <PowerChart {chart} />
+            <ScheduleSection id={device.id.clone()} items={vm::device_schedules(&app.schedules, device)}
+                             relays={vm::relay_choices(device)} disabled={!app.is_live()} />
             <h3>{ "Name and room" }</h3>
             <MetaForm key={device.id.as_str().to_owned()} id={device.id.clone()} name={device.name.clone()}
                       room={device.room.clone().unwrap_or_default()} rooms={vm::room_names(&app.registry)}
