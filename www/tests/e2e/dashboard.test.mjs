@@ -9,104 +9,13 @@
 // CSS), the time from navigation to the first plug states, and tap-to-confirmed times.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { createRequire } from "node:module";
-
-const root = resolve(import.meta.dirname, "../../..");
-const require = createRequire(join(root, "package.json"));
-const { chromium } = require("playwright-core");
-const mqtt = require("mqtt");
-
-const BIN = process.env.SWITCHBOARD_BIN ?? join(root, "target/debug/switchboard");
-const DIST = process.env.SWITCHBOARD_DIST ?? join(root, "dist");
-const ARTIFACTS = join(root, "test-artifacts");
-const STEP_MS = 20_000;
-
-/** Starts `switchboard demo`; resolves with the process and its listening addresses. */
-function startGateway(dataDir, mqttAddr = "127.0.0.1:0", httpAddr = "127.0.0.1:0") {
-  const child = spawn(
-    BIN,
-    ["demo", "--mqtt", mqttAddr, "--http", httpAddr, "--data-dir", dataDir, "--www", DIST],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, SWITCHBOARD_LOG: "info" } },
-  );
-  let log = "";
-  return new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`gateway did not start:\n${log}`)), STEP_MS);
-    const seen = {};
-    const onData = (chunk) => {
-      log += chunk;
-      for (const m of log.matchAll(/listening (mqtt|http)=(\S+)/g)) seen[m[1]] = m[2];
-      if (seen.mqtt && seen.http) {
-        clearTimeout(timer);
-        ok({ child, mqtt: seen.mqtt, http: seen.http, log: () => log });
-      }
-    };
-    child.stderr.on("data", onData);
-    child.stdout.on("data", () => {});
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      fail(new Error(`gateway exited with ${code}:\n${log}`));
-    });
-  });
-}
-
-function stopGateway(gw) {
-  return new Promise((ok) => {
-    if (gw.child.exitCode !== null) return ok();
-    gw.child.removeAllListeners("exit");
-    gw.child.on("exit", () => ok());
-    gw.child.kill("SIGTERM");
-    setTimeout(() => gw.child.kill("SIGKILL"), 5_000).unref();
-  });
-}
-
-/** An MQTT.js client over TCP recording every message it sees. */
-async function watcher(addr, filter = "#") {
-  const client = mqtt.connect(`mqtt://${addr}`, { reconnectPeriod: 500, clientId: `e2e-${process.pid}-${Math.random()}` });
-  const seen = [];
-  client.on("message", (topic, payload, packet) => {
-    seen.push({ topic, payload: payload.toString(), retain: packet.retain, at: Date.now() });
-  });
-  await new Promise((ok, fail) => {
-    client.once("connect", ok);
-    client.once("error", fail);
-  });
-  await client.subscribeAsync(filter);
-  return { client, seen };
-}
-
-/** Waits for the first message matching `pred` in `w.seen` from index `from`. */
-async function waitMessage(w, pred, from = 0, timeout = STEP_MS) {
-  const end = Date.now() + timeout;
-  for (;;) {
-    const m = w.seen.slice(from).find(pred);
-    if (m) return m;
-    if (Date.now() > end) throw new Error("message not seen");
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** The command topic and payload check of a device id, per family (DEVICES.md). */
-function commandOf(id, on) {
-  const [family, key] = [id.slice(0, id.indexOf(":")), id.slice(id.indexOf(":") + 1)];
-  const word = on ? "ON" : "OFF";
-  switch (family) {
-    case "tasmota":
-      return { topic: (t) => t === `cmnd/${key}/POWER` || t === `cmnd/${key}/POWER1`, payload: (p) => p.toUpperCase() === word };
-    case "shelly-gen1":
-      return { topic: (t) => t === `shellies/${key}/relay/0/command`, payload: (p) => p.toLowerCase() === word.toLowerCase() };
-    case "shelly-gen2":
-      return { topic: (t) => t === `${key}/rpc`, payload: (p) => JSON.parse(p).params?.on === on };
-    case "z2m":
-      return { topic: (t) => t === `zigbee2mqtt/${key}/set`, payload: (p) => JSON.parse(p).state?.toUpperCase() === word };
-    default:
-      return null;
-  }
-}
+import {
+  ARTIFACTS, BIN, DIST, STEP_MS, commandOf, launchChromium, startGateway, stopGateway, waitMessage, watcher,
+} from "./support.mjs";
 
 /** The last relay-0 state `seen` reports for device `id` (undefined when none), per family. */
 function stateOf(id, seen) {
@@ -163,10 +72,7 @@ test("dashboard against the demo household", { timeout: 180_000 }, async (t) => 
   const dataDir = mkdtempSync(join(tmpdir(), "switchboard-e2e-"));
   let gw = await startGateway(dataDir);
   const watch = await watcher(gw.mqtt);
-  const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-  });
+  const browser = await launchChromium();
   t.after(async () => {
     await browser.close().catch(() => {});
     watch.client.end(true);
@@ -256,7 +162,7 @@ async function scenario(t, page, errors, getGw, setGw, dataDir, watch) {
   assert.match(bannerText, /Reconnecting/);
   console.log(`banner while down: ${bannerText.trim()}`);
   await page.screenshot({ path: join(ARTIFACTS, "e2e-04-reconnecting.png") });
-  setGw(await startGateway(dataDir, addrs.mqtt, addrs.http));
+  setGw(await startGateway(dataDir, { mqttAddr: addrs.mqtt, httpAddr: addrs.http }));
   gw = getGw();
   // Everything the broker says from now on (retained first), to know the true states.
   const check = await watcher(gw.mqtt);

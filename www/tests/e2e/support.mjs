@@ -13,11 +13,14 @@ export const DIST = process.env.SWITCHBOARD_DIST ?? join(root, "dist");
 export const ARTIFACTS = join(root, "test-artifacts");
 export const STEP_MS = 20_000;
 
-/** Starts `switchboard demo` (extra `args` appended); resolves with the process and its addresses. */
-export function startGateway(dataDir, args = []) {
+/**
+ * Starts `switchboard demo` on `mqttAddr` and `httpAddr` (port 0: any; a restart passes the
+ * previous addresses), extra `args` appended; resolves with the process and its addresses.
+ */
+export function startGateway(dataDir, { mqttAddr = "127.0.0.1:0", httpAddr = "127.0.0.1:0", args = [] } = {}) {
   const child = spawn(
     BIN,
-    ["demo", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir", dataDir, "--www", DIST, ...args],
+    ["demo", "--mqtt", mqttAddr, "--http", httpAddr, "--data-dir", dataDir, "--www", DIST, ...args],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, SWITCHBOARD_LOG: "info" } },
   );
   let log = "";
