@@ -9,7 +9,7 @@ cd "$root"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 pkg="$root/client-wasm/pkg"
 
-cargo build --profile wasm-release --target wasm32-unknown-unknown -p switchboard-client --features js
+cargo build --profile wasm-release --target wasm32-unknown-unknown -p switchboard-client --features js,scram
 rm -rf "$pkg"
 wasm-bindgen --target web --out-dir "$pkg" \
   "$target_dir/wasm32-unknown-unknown/wasm-release/switchboard_client.wasm"

@@ -11,6 +11,14 @@ export interface ConnectOptions {
   keepalive?: number;
   username?: string;
   password?: string | Uint8Array;
+  /**
+   * "SCRAM-SHA-256" (needs `protocolVersion: 5`, `username` and `password`): MQTT 5 enhanced
+   * authentication, so the password never crosses the network (it works on plain-http pages
+   * too: the hashing is in the wasm), and the broker must prove it holds the user's verifier.
+   * A fresh exchange runs on every reconnection. Default: `username`/`password` go in CONNECT.
+   * A wrong password rejects with code "refused"; a broker that cannot prove itself too.
+   */
+  authMethod?: "SCRAM-SHA-256";
   will?: { topic: string; payload?: string | Uint8Array; qos?: 0 | 1 | 2; retain?: boolean };
   properties?: { sessionExpiryInterval?: number; receiveMaximum?: number; userProperties?: Record<string, string> };
   sessionExpiryInterval?: number;

@@ -234,8 +234,10 @@ impl Client {
     /// (reconnect with back-off, resubscription, offline queue).
     ///
     /// # Errors
-    /// [`Error::InvalidOptions`] without URLs, [`Error::Refused`] when the broker refuses
-    /// CONNECT, [`Error::Unreachable`] when every URL failed once.
+    /// [`Error::InvalidOptions`] when [`Options::validate`] fails, [`Error::Refused`] when the
+    /// broker refuses CONNECT (a wrong SCRAM password too), [`Error::AuthFailed`] when the
+    /// broker does not prove itself in SCRAM-SHA-256, [`Error::Unreachable`] when every URL
+    /// failed once.
     pub async fn connect(options: Options) -> Result<Self, Error> {
         Self::connect_with_timer(options, true).await
     }
@@ -243,9 +245,7 @@ impl Client {
     /// [`Client::connect`] with the worker timer (`true`) or the `setTimeout` fallback.
     #[doc(hidden)]
     pub async fn connect_with_timer(options: Options, worker: bool) -> Result<Self, Error> {
-        if options.urls.is_empty() {
-            return Err(Error::InvalidOptions("no broker URL"));
-        }
+        options.validate()?;
         let (reply, connected) = chan::reply();
         let (msg_tx, msg_rx) = chan::unbounded();
         let (ev_tx, ev_rx) = chan::unbounded();
@@ -419,7 +419,7 @@ impl Inner {
             .client_id
             .clone()
             .unwrap_or_else(|| client_id(get_random_values));
-        let connect = options.connect_packet(&client_id);
+        let state = options.client_state(&client_id, get_random_values);
         let t = this.clone();
         let on_fire = move || with(&t, Self::on_timer);
         let timer = if worker {
@@ -446,7 +446,7 @@ impl Inner {
             rotation: UrlRotation::new(options.urls.len()),
             backoff: options.backoff(),
             queue: OfflineQueue::new(options.offline_queue_max),
-            state: ClientState::new(connect),
+            state,
             decoder: Decoder::new(options.max_packet_size),
             options,
             client_id,
@@ -854,13 +854,17 @@ impl Inner {
     fn on_close(&mut self, now: Duration, reason: CloseReason) {
         match reason {
             CloseReason::ClientDisconnect => return,
-            CloseReason::Refused(code) => {
+            CloseReason::Refused(code) | CloseReason::AuthFailed(code) => {
+                let error = match reason {
+                    CloseReason::AuthFailed(_) => Error::AuthFailed(code),
+                    _ => Error::Refused(code),
+                };
                 if let Some(reply) = self.connect_reply.take() {
-                    let _ = reply.send(Err(Error::Refused(code)));
+                    let _ = reply.send(Err(error));
                     self.end();
                     return;
                 }
-                self.emit(ConnectionEvent::Error(Error::Refused(code)));
+                self.emit(ConnectionEvent::Error(error));
             }
             CloseReason::ProtocolError(code) | CloseReason::ServerDisconnect(code) => {
                 if code.is_error() {
@@ -935,7 +939,9 @@ impl Inner {
     /// them back in the offline queue with their original deadline, so stale ones expire.
     /// QoS 2 past PUBREC is already owned by the broker: it completes.
     fn restart_clean_session(&mut self, now: Duration) {
-        self.state = ClientState::new(self.options.connect_packet(&self.client_id));
+        self.state = self
+            .options
+            .client_state(&self.client_id, get_random_values);
         self.sub_pids.clear();
         self.unsub_replies.clear();
         for (_, f) in self.in_flight.drain() {

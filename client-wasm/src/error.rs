@@ -15,6 +15,11 @@ pub enum Error {
     /// The broker refused the connection (CONNACK code).
     #[error("connection refused: {0:?}")]
     Refused(ReasonCode),
+    /// Enhanced authentication (SCRAM-SHA-256) failed on the client's side: the broker's
+    /// answer was invalid, or it did not prove it holds the user's verifier (a wrong server
+    /// signature: not the real broker). The code is the one the client disconnected with.
+    #[error("authentication failed: the broker did not prove itself ({0:?})")]
+    AuthFailed(ReasonCode),
     /// QoS 0 publication while offline, or the offline queue is full: not sent.
     #[error("dropped while offline")]
     Dropped,
@@ -39,7 +44,7 @@ impl Error {
         match self {
             Self::InvalidOptions(_) => "invalid_options",
             Self::Unreachable => "unreachable",
-            Self::Refused(_) => "refused",
+            Self::Refused(_) | Self::AuthFailed(_) => "refused",
             Self::Dropped => "dropped",
             Self::Expired => "expired",
             Self::Rejected(_) => "rejected",
@@ -54,7 +59,17 @@ impl Error {
         match self {
             Self::InvalidOptions(what) => what,
             Self::Unreachable => "no broker could be reached",
+            Self::Refused(ReasonCode::BadUserNameOrPassword) => {
+                "connection refused: bad user name or password"
+            }
+            Self::Refused(ReasonCode::NotAuthorized) => "connection refused: not authorized",
+            Self::Refused(ReasonCode::BadAuthenticationMethod) => {
+                "connection refused: the broker does not support this authentication method"
+            }
             Self::Refused(_) => "connection refused by the broker",
+            Self::AuthFailed(_) => {
+                "authentication failed: the broker did not prove it knows the password (SCRAM-SHA-256)"
+            }
             Self::Dropped => "dropped while offline",
             Self::Expired => "expired while offline",
             Self::Rejected(_) => "rejected by the broker",
@@ -71,7 +86,7 @@ impl Error {
     #[must_use]
     pub const fn reason_code(&self) -> Option<ReasonCode> {
         match self {
-            Self::Refused(c) | Self::Rejected(c) => Some(*c),
+            Self::Refused(c) | Self::AuthFailed(c) | Self::Rejected(c) => Some(*c),
             _ => None,
         }
     }

@@ -28,7 +28,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local};
 
 use crate::client::ConnectionEvent;
-use crate::{Client, Error, Options};
+use crate::{AuthMethod, Client, Error, Options};
 
 /// Copies bytes into a JS `Uint8Array`.
 fn to_uint8array(bytes: &[u8]) -> Uint8Array {
@@ -127,7 +127,8 @@ fn user_properties(p: &JsValue) -> Vec<(ByteString, ByteString)> {
         .collect()
 }
 
-fn options_from_js(urls: &JsValue, o: &JsValue) -> Options {
+/// `Err` for an `authMethod` this client does not know.
+fn options_from_js(urls: &JsValue, o: &JsValue) -> Result<Options, Error> {
     let mut options = Options::with_urls(filters_of(urls));
     options.protocol = match get_f64(o, "protocolVersion") {
         Some(v) if v >= 5.0 => ProtocolVersion::V5,
@@ -141,6 +142,15 @@ fn options_from_js(urls: &JsValue, o: &JsValue) -> Options {
     }
     options.username = get_string(o, "username");
     options.password = get(o, "password").map(|v| bytes_of(&v));
+    options.auth = match get_string(o, "authMethod").as_deref() {
+        None => AuthMethod::Password,
+        Some(m) if m.eq_ignore_ascii_case("SCRAM-SHA-256") => AuthMethod::ScramSha256,
+        Some(_) => {
+            return Err(Error::InvalidOptions(
+                "unknown authMethod (supported: \"SCRAM-SHA-256\")",
+            ));
+        }
+    };
     let props = get(o, "properties").unwrap_or(JsValue::UNDEFINED);
     options.session_expiry = get_f64(o, "sessionExpiryInterval")
         .or_else(|| get_f64(&props, "sessionExpiryInterval"))
@@ -181,7 +191,7 @@ fn options_from_js(urls: &JsValue, o: &JsValue) -> Options {
     if let Some(n) = get_f64(o, "maxPacketSize") {
         options.max_packet_size = n as u32;
     }
-    options
+    Ok(options)
 }
 
 fn packet_object(p: &Publish, payload: &Uint8Array) -> Object {
@@ -281,8 +291,10 @@ pub struct JsClient {
 /// `properties` `{sessionExpiryInterval, receiveMaximum, userProperties}`, `connectTimeout`,
 /// `reconnectPeriod`, `maxReconnectPeriod`, `stablePeriod`, `offlineExpiry` (ms) and
 /// `offlineQueueMax`, `maxPacketSize`; `timer: "timeout"` keeps the keep-alive timer off the
-/// Worker. Resolves with an `MqttClient` once the first broker accepts; rejects with an `Error`
-/// whose `code` is `refused`, `unreachable` or `invalid_options`.
+/// Worker; `authMethod: "SCRAM-SHA-256"` (with `protocolVersion: 5`) proves `username` and
+/// `password` by MQTT 5 enhanced authentication instead of sending them. Resolves with an
+/// `MqttClient` once the first broker accepts; rejects with an `Error` whose `code` is
+/// `refused`, `unreachable` or `invalid_options`.
 #[wasm_bindgen(unchecked_return_type = "Promise<MqttClient>")]
 pub fn connect(
     #[wasm_bindgen(unchecked_param_type = "string | string[]")] urls: JsValue,
@@ -292,7 +304,11 @@ pub fn connect(
     let worker = get_string(&options, "timer").as_deref() != Some("timeout");
     let options = options_from_js(&urls, &options);
     promise(async move {
-        match Client::connect_with_timer(options, worker).await {
+        let connected = match options {
+            Ok(options) => Client::connect_with_timer(options, worker).await,
+            Err(e) => Err(e),
+        };
+        match connected {
             Ok(client) => Ok(JsClient::new(client).into()),
             Err(e) => Err(js_error(&e)),
         }

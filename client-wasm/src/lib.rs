@@ -14,7 +14,7 @@ mod error;
 mod options;
 
 pub use error::Error;
-pub use options::Options;
+pub use options::{AuthMethod, Options};
 pub use switchboard_mqtt::{Bytes, LastWill, Properties, ProtocolVersion, Publish, QoS};
 
 #[cfg(target_arch = "wasm32")]

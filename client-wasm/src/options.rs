@@ -1,11 +1,30 @@
-//! Connection options of the `Client` (wasm32), and the CONNECT packet they make. Plain Rust
-//! (no web-sys): the JavaScript API fills the same struct from an options object.
+//! Connection options of the `Client` (wasm32), and the CONNECT packet and client state they
+//! make. Plain Rust (no web-sys): the JavaScript API fills the same struct from an options
+//! object.
 
 use std::time::Duration;
 
+use switchboard_mqtt::client::ClientState;
 use switchboard_mqtt::{ByteString, Bytes, Connect, LastWill, Properties, ProtocolVersion};
 
+use crate::Error;
 use crate::policy::Backoff;
+
+/// How the client proves who it is ([`Options::auth`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMethod {
+    /// [`Options::username`] and [`Options::password`], if set, travel in CONNECT as they are:
+    /// readable by anyone on the path unless the URL is `wss://`.
+    #[default]
+    Password,
+    /// SCRAM-SHA-256 (RFC 7677) over MQTT 5 enhanced authentication: the user name and
+    /// password prove the user without the password crossing the network, and the broker must
+    /// prove it holds the user's verifier before the connection counts as up. A fresh
+    /// exchange (fresh nonce) runs on every reconnection. Needs [`ProtocolVersion::V5`], both
+    /// a user name and a password, and the cargo feature `scram` (on in the JavaScript
+    /// package). The broker needs SCRAM credentials (Switchboard: `[scram] file`).
+    ScramSha256,
+}
 
 /// How to connect, reconnect and queue. Build with [`Options::new`] and change the fields.
 #[derive(Debug, Clone)]
@@ -27,6 +46,8 @@ pub struct Options {
     pub username: Option<String>,
     /// Password.
     pub password: Option<Bytes>,
+    /// How `username` and `password` are used. Default [`AuthMethod::Password`].
+    pub auth: AuthMethod,
     /// Will message.
     pub will: Option<LastWill>,
     /// Other v5 CONNECT properties (user properties, receive maximum, ...).
@@ -67,6 +88,7 @@ impl Options {
             session_expiry: None,
             username: None,
             password: None,
+            auth: AuthMethod::Password,
             will: None,
             properties: Properties::default(),
             connect_timeout: Duration::from_secs(10),
@@ -79,15 +101,47 @@ impl Options {
         }
     }
 
+    /// Checks that the options can work, before anything connects.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] without URLs, or for [`AuthMethod::ScramSha256`] without
+    /// MQTT 5, a user name or a password (or without the `scram` feature).
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.urls.is_empty() {
+            return Err(Error::InvalidOptions("no broker URL"));
+        }
+        if self.auth == AuthMethod::ScramSha256 {
+            if !cfg!(feature = "scram") {
+                return Err(Error::InvalidOptions(
+                    "SCRAM-SHA-256 is not built in (cargo feature `scram`)",
+                ));
+            }
+            if !self.protocol.is_v5() {
+                return Err(Error::InvalidOptions(
+                    "SCRAM-SHA-256 needs MQTT 5 (protocolVersion: 5)",
+                ));
+            }
+            if self.username.is_none() || self.password.is_none() {
+                return Err(Error::InvalidOptions(
+                    "SCRAM-SHA-256 needs a username and a password",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The CONNECT sent on every (re)connection, with `client_id` (the configured one or the
-    /// random one the driver made).
+    /// random one the driver made). With [`AuthMethod::ScramSha256`] it carries neither user
+    /// name nor password: the exchange proves them.
     #[must_use]
     pub fn connect_packet(&self, client_id: &str) -> Connect {
         let mut connect = Connect::new(self.protocol, ByteString::from(client_id));
         connect.clean_start = self.clean_start;
         connect.keep_alive = self.keep_alive;
-        connect.username = self.username.as_deref().map(ByteString::from);
-        connect.password.clone_from(&self.password);
+        if self.auth == AuthMethod::Password {
+            connect.username = self.username.as_deref().map(ByteString::from);
+            connect.password.clone_from(&self.password);
+        }
         connect.will.clone_from(&self.will);
         if self.protocol.is_v5() {
             connect.properties = self.properties.clone();
@@ -99,6 +153,27 @@ impl Options {
             }
         }
         connect
+    }
+
+    /// The sans-I/O session these options describe: [`Options::connect_packet`], and with
+    /// [`AuthMethod::ScramSha256`] a SCRAM client whose nonces come from `random` (which fills
+    /// a buffer with unpredictable bytes: `crypto.getRandomValues` in the browser).
+    #[must_use]
+    #[cfg_attr(
+        not(feature = "scram"),
+        expect(unused_variables, reason = "`random` only makes SCRAM nonces")
+    )]
+    pub fn client_state(&self, client_id: &str, random: fn(&mut [u8])) -> ClientState {
+        let state = ClientState::new(self.connect_packet(client_id));
+        #[cfg(feature = "scram")]
+        if self.auth == AuthMethod::ScramSha256 && self.protocol.is_v5() {
+            let user = self.username.clone().unwrap_or_default();
+            let password = self.password.as_deref().unwrap_or_default();
+            return state.with_enhanced_auth(Box::new(switchboard_mqtt::scram::ScramClient::new(
+                user, password, random,
+            )));
+        }
+        state
     }
 
     /// The reconnect back-off these options describe.
@@ -141,5 +216,96 @@ mod tests {
         let c = o.connect_packet("sb-abc");
         assert_eq!(c.properties.session_expiry_interval, Some(600));
         assert_eq!(c.properties.maximum_packet_size, Some(1 << 20));
+    }
+
+    fn scram_options() -> Options {
+        let mut o = Options::new("ws://h/mqtt");
+        o.protocol = ProtocolVersion::V5;
+        o.auth = AuthMethod::ScramSha256;
+        o.username = Some("plug".into());
+        o.password = Some(Bytes::from_static(b"s3cret"));
+        o
+    }
+
+    #[cfg(feature = "scram")]
+    #[test]
+    fn scram_needs_mqtt5_and_credentials() {
+        assert_eq!(scram_options().validate(), Ok(()));
+        let mut o = scram_options();
+        o.protocol = ProtocolVersion::V3_1_1;
+        assert_eq!(
+            o.validate(),
+            Err(Error::InvalidOptions(
+                "SCRAM-SHA-256 needs MQTT 5 (protocolVersion: 5)"
+            ))
+        );
+        assert_eq!(o.validate().unwrap_err().code(), "invalid_options");
+        let mut o = scram_options();
+        o.password = None;
+        assert!(o.validate().is_err());
+        let mut o = scram_options();
+        o.username = None;
+        assert!(o.validate().is_err());
+        assert!(Options::with_urls(Vec::new()).validate().is_err());
+    }
+
+    #[cfg(not(feature = "scram"))]
+    #[test]
+    fn scram_is_refused_without_the_feature() {
+        assert_eq!(
+            scram_options().validate().unwrap_err().code(),
+            "invalid_options"
+        );
+    }
+
+    #[cfg(feature = "scram")]
+    #[test]
+    fn scram_connect_carries_no_password_and_a_fresh_exchange_each_time() {
+        use std::time::Duration;
+        use switchboard_mqtt::Packet;
+        use switchboard_mqtt::client::Action;
+
+        /// A "random" source that differs on every call.
+        fn counting(buf: &mut [u8]) {
+            static CALLS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+            buf.fill(CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        }
+        let o = scram_options();
+        let mut state = o.client_state("sb-abc", counting);
+        let mut first_messages = Vec::new();
+        for _ in 0..2 {
+            state.handle_connected(Duration::ZERO);
+            let Some(Action::Send(Packet::Connect(c))) = state.poll_action() else {
+                panic!("CONNECT first");
+            };
+            assert_eq!((c.username, c.password), (None, None));
+            assert_eq!(
+                c.properties.authentication_method.as_deref(),
+                Some("SCRAM-SHA-256")
+            );
+            let data = c.properties.authentication_data.unwrap();
+            let text = std::str::from_utf8(&data).unwrap().to_owned();
+            assert!(text.starts_with("n,,n=plug,r="), "{text}");
+            assert!(!text.contains("s3cret"));
+            first_messages.push(text);
+            state.handle_connection_lost();
+            state.drain_actions().for_each(drop);
+        }
+        assert_ne!(
+            first_messages[0], first_messages[1],
+            "a fresh nonce per connection"
+        );
+
+        // Plain password login is unchanged; in v5 it uses no enhanced authentication.
+        let mut o = scram_options();
+        o.auth = AuthMethod::Password;
+        let c = o.connect_packet("sb-abc");
+        assert_eq!(c.password.as_deref(), Some(&b"s3cret"[..]));
+        let mut state = o.client_state("sb-abc", |_| unreachable!("no nonce without SCRAM"));
+        state.handle_connected(Duration::ZERO);
+        let Some(Action::Send(Packet::Connect(c))) = state.poll_action() else {
+            panic!("CONNECT first");
+        };
+        assert_eq!(c.properties.authentication_method, None);
     }
 }

@@ -9,9 +9,13 @@
 //! and the SCRAM user name becomes the connection's authenticated user name. The password never
 //! crosses the network, and the server stores only salted verifiers ([`Credential`]).
 //!
-//! This module is sans-I/O: strings in, strings out. The credential file (`[security]
-//! scram_file`) has one line per user, `user:salt_b64:iterations:stored_key_b64:server_key_b64`;
+//! This module is sans-I/O: strings in, strings out. The credential file (`[scram] file`) has
+//! one line per user, `user:salt_b64:iterations:stored_key_b64:server_key_b64`;
 //! `switchboard passwd-scram FILE add USER` maintains it ([`add_user`]).
+//!
+//! The client side ([`ScramClient`], [`client_final`]) and the shared arithmetic live in
+//! [`switchboard_mqtt::scram`], one implementation for Rust clients here and the browser's
+//! wasm client; [`client`] makes a [`ScramClient`] with the system random source.
 //!
 //! Channel binding (`p=` GS2 flag) is not offered: the MQTT layer has no way to advertise it,
 //! and TLS already protects the exchange when it is used.
@@ -22,24 +26,16 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use hmac::{Hmac, Mac as _};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
-
-/// The MQTT Authentication Method name (as EMQX and other brokers spell it).
-pub const METHOD: &str = "SCRAM-SHA-256";
+use switchboard_mqtt::scram::{MAX_ITERATIONS, MIN_ITERATIONS, hmac_sha256, salted_password};
+pub use switchboard_mqtt::scram::{METHOD, ScramClient, ScramError, client_final};
 
 /// PBKDF2 iterations used for new credentials (RFC 7677 asks for at least 4096).
 pub const DEFAULT_ITERATIONS: u32 = 4096;
 
-/// Fewest iterations a credential file may name (lower is refused when loading).
-const MIN_ITERATIONS: u32 = 4096;
-/// Most iterations accepted: bounds the work an unknown-user simulation or a hostile file costs.
-const MAX_ITERATIONS: u32 = 1_000_000;
 /// Longest client-first or client-final message accepted, in bytes.
 const MAX_MESSAGE: usize = 1024;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// The `[scram]` table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
@@ -48,21 +44,6 @@ pub struct ScramConfig {
     /// The credential file (`switchboard passwd-scram FILE add USER`). Unset: a CONNECT asking
     /// for SCRAM-SHA-256 gets CONNACK 0x8C (Bad authentication method).
     pub file: Option<PathBuf>,
-}
-
-/// Why an exchange failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ScramError {
-    /// A message does not follow the RFC 5802 grammar (or uses an unsupported feature such as
-    /// channel binding or an authorization identity).
-    #[error("malformed SCRAM message: {0}")]
-    Malformed(&'static str),
-    /// The client-final-message echoes a different nonce or GS2 header (a replay, or tampering).
-    #[error("SCRAM nonce or channel binding mismatch")]
-    Mismatch,
-    /// The proof is wrong: wrong password, or unknown user (indistinguishable on purpose).
-    #[error("SCRAM authentication failed")]
-    BadProof,
 }
 
 /// One user's stored SCRAM verifier: the salt, the iteration count and the two keys derived
@@ -91,13 +72,15 @@ impl Credential {
     /// Derives the verifier of `password` with `salt` and `iterations`.
     #[must_use]
     pub fn derive(password: &str, salt: &[u8], iterations: u32) -> Self {
-        let salted = salted_password(password, salt, iterations);
-        let client_key = hmac(&salted, b"Client Key");
+        // RFC 5802 asks for SASLprep of the password; passwords are used as UTF-8 bytes as
+        // they are (identical for ASCII, as every common client does).
+        let salted = salted_password(password.as_bytes(), salt, iterations);
+        let client_key = hmac_sha256(&salted, b"Client Key");
         Self {
             salt: salt.to_vec(),
             iterations,
             stored_key: Sha256::digest(client_key).into(),
-            server_key: hmac(&salted, b"Server Key"),
+            server_key: hmac_sha256(&salted, b"Server Key"),
         }
     }
 
@@ -490,7 +473,7 @@ impl ServerExchange {
             "{},{},{without_proof}",
             self.client_first_bare, self.server_first
         );
-        let client_signature = hmac(&credential.stored_key, auth_message.as_bytes());
+        let client_signature = hmac_sha256(&credential.stored_key, auth_message.as_bytes());
         let mut client_key = proof;
         for (k, s) in client_key.iter_mut().zip(client_signature) {
             *k ^= s;
@@ -499,7 +482,7 @@ impl ServerExchange {
         if !bool::from(stored.ct_eq(&credential.stored_key)) {
             return Err(ScramError::BadProof);
         }
-        let server_signature = hmac(&credential.server_key, auth_message.as_bytes());
+        let server_signature = hmac_sha256(&credential.server_key, auth_message.as_bytes());
         Ok(Success {
             username: self.username,
             server_final: format!("v={}", B64.encode(server_signature)),
@@ -517,128 +500,17 @@ pub fn fresh_nonce() -> Result<String, getrandom::Error> {
     Ok(B64.encode(bytes))
 }
 
-/// The client side's computation, for clients written in Rust (and the tests): given the
-/// password, the client-first-message-bare, the server-first-message and the GS2 header,
-/// returns the client-final-message and the server-final-message the server must answer.
-///
-/// # Errors
-/// [`ScramError::Malformed`] when the server-first-message is invalid or its nonce does not
-/// extend `client_nonce`.
-pub fn client_final(
-    password: &str,
-    client_first_bare: &str,
-    client_nonce: &str,
-    server_first: &str,
-    gs2_header: &str,
-) -> Result<(String, String), ScramError> {
-    let mut nonce = None;
-    let mut salt = None;
-    let mut iterations = None;
-    for attr in server_first.split(',') {
-        if let Some(v) = attr.strip_prefix("r=") {
-            nonce = Some(v);
-        } else if let Some(v) = attr.strip_prefix("s=") {
-            salt = B64.decode(v).ok();
-        } else if let Some(v) = attr.strip_prefix("i=") {
-            iterations = v
-                .parse::<u32>()
-                .ok()
-                .filter(|i| (1..=MAX_ITERATIONS).contains(i));
-        }
-    }
-    let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
-        return Err(ScramError::Malformed("bad server-first-message"));
-    };
-    if !nonce.starts_with(client_nonce) || nonce.len() == client_nonce.len() {
-        return Err(ScramError::Malformed("server nonce does not extend ours"));
-    }
-    let salted = salted_password(password, &salt, iterations);
-    let client_key = hmac(&salted, b"Client Key");
-    let stored_key: [u8; 32] = Sha256::digest(client_key).into();
-    let server_key = hmac(&salted, b"Server Key");
-    let without_proof = format!("c={},r={nonce}", B64.encode(gs2_header));
-    let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
-    let signature = hmac(&stored_key, auth_message.as_bytes());
-    let mut proof = client_key;
-    for (p, s) in proof.iter_mut().zip(signature) {
-        *p ^= s;
-    }
-    let server_signature = hmac(&server_key, auth_message.as_bytes());
-    Ok((
-        format!("{without_proof},p={}", B64.encode(proof)),
-        format!("v={}", B64.encode(server_signature)),
-    ))
-}
-
-/// The client side of SCRAM-SHA-256 for the sans-I/O MQTT client
-/// ([`switchboard_mqtt::client::ClientState::with_enhanced_auth`]): a fresh nonce per
-/// connection, and the server's signature checked before the connection counts as up.
-pub struct ScramClient {
-    user: String,
-    password: String,
-    /// This connection's client nonce and client-first-message-bare.
-    nonce: String,
-    bare: String,
-    /// The server-final-message a genuine server sends (set by `step`).
-    expected: Option<String>,
-}
-
-impl std::fmt::Debug for ScramClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScramClient")
-            .field("user", &self.user)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ScramClient {
-    /// A client authenticating as `user` with `password`.
-    #[must_use]
-    pub fn new(user: impl Into<String>, password: impl Into<String>) -> Self {
-        Self {
-            user: user.into(),
-            password: password.into(),
-            nonce: String::new(),
-            bare: String::new(),
-            expected: None,
-        }
-    }
-}
-
-impl switchboard_mqtt::client::EnhancedAuth for ScramClient {
-    fn method(&self) -> &str {
-        METHOD
-    }
-
-    fn start(&mut self) -> bytes::Bytes {
+/// A SCRAM-SHA-256 client (for [`switchboard_mqtt::client::ClientState::with_enhanced_auth`])
+/// authenticating as `user` with `password`, its nonces from the system random source.
+#[must_use]
+pub fn client(user: impl Into<String>, password: impl Into<Vec<u8>>) -> ScramClient {
+    ScramClient::new(user, password, |buf: &mut [u8]| {
         // Without the system random source, fastrand (seeded from the OS and the time) still
         // gives a nonce that does not repeat; its unpredictability is what suffers.
-        self.nonce = fresh_nonce().unwrap_or_else(|_| format!("{:032x}", fastrand::u128(..)));
-        let user = self.user.replace('=', "=3D").replace(',', "=2C");
-        self.bare = format!("n={user},r={}", self.nonce);
-        self.expected = None;
-        bytes::Bytes::from(format!("n,,{}", self.bare))
-    }
-
-    fn step(&mut self, data: &[u8]) -> Result<bytes::Bytes, switchboard_mqtt::ReasonCode> {
-        let bad = switchboard_mqtt::ReasonCode::NotAuthorized;
-        if self.expected.is_some() {
-            return Err(bad);
+        if getrandom::fill(buf).is_err() {
+            fastrand::fill(buf);
         }
-        let server_first = std::str::from_utf8(data).map_err(|_| bad)?;
-        let (answer, expected) =
-            client_final(&self.password, &self.bare, &self.nonce, server_first, "n,,")
-                .map_err(|_| bad)?;
-        self.expected = Some(expected);
-        Ok(bytes::Bytes::from(answer))
-    }
-
-    fn finish(&mut self, data: Option<&[u8]>) -> Result<(), switchboard_mqtt::ReasonCode> {
-        match (self.expected.take(), data) {
-            (Some(expected), Some(data)) if bool::from(expected.as_bytes().ct_eq(data)) => Ok(()),
-            _ => Err(switchboard_mqtt::ReasonCode::NotAuthorized),
-        }
-    }
+    })
 }
 
 /// `saslname`: `=2C` is `,` and `=3D` is `=`; any other `=` is an error.
@@ -671,21 +543,7 @@ fn fake_salt(username: &str) -> Vec<u8> {
         let _ = getrandom::fill(&mut s);
         s
     });
-    hmac(secret, username.as_bytes())[..16].to_vec()
-}
-
-fn salted_password(password: &str, salt: &[u8], iterations: u32) -> [u8; 32] {
-    // RFC 5802 asks for SASLprep of the password; passwords are used as UTF-8 bytes as they are
-    // (identical for ASCII, as every common client does).
-    let mut out = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, iterations, &mut out);
-    out
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(data);
-    mac.finalize().into_bytes().into()
+    hmac_sha256(secret, username.as_bytes())[..16].to_vec()
 }
 
 #[cfg(test)]
@@ -722,25 +580,11 @@ mod tests {
     }
 
     #[test]
-    fn rfc7677_client_side() {
-        let (client_final, server_final) = client_final(
-            "pencil",
-            "n=user,r=rOprNGfwEbeRWgbNEkqO",
-            "rOprNGfwEbeRWgbNEkqO",
-            SERVER_FIRST,
-            "n,,",
-        )
-        .unwrap();
-        assert_eq!(client_final, CLIENT_FINAL);
-        assert_eq!(server_final, SERVER_FINAL);
-    }
-
-    #[test]
     fn wrong_password_and_unknown_user_fail_alike() {
         let (exchange, server_first) =
             ServerExchange::start(&credentials(), CLIENT_FIRST.as_bytes(), SERVER_NONCE).unwrap();
         let (wrong, _) = client_final(
-            "pen",
+            b"pen",
             "n=user,r=rOprNGfwEbeRWgbNEkqO",
             "rOprNGfwEbeRWgbNEkqO",
             &server_first,
@@ -754,7 +598,7 @@ mod tests {
         let (_, again) = ServerExchange::start(&credentials(), first, "xyz").unwrap();
         assert_eq!(server_first, again, "an unknown user's salt is stable");
         let (attempt, _) =
-            client_final("pencil", "n=nobody,r=abc", "abc", &server_first, "n,,").unwrap();
+            client_final(b"pencil", "n=nobody,r=abc", "abc", &server_first, "n,,").unwrap();
         assert_eq!(
             exchange.finish(attempt.as_bytes()),
             Err(ScramError::BadProof)

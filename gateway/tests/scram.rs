@@ -342,15 +342,9 @@ async fn state_machine_connect(
 #[tokio::test]
 async fn the_client_state_machine_authenticates_with_scram() {
     let gw = Gateway::start(true).await;
-    let ok = state_machine_connect(
-        gw.addr,
-        switchboard::scram::ScramClient::new("plug", "s3cret"),
-    );
+    let ok = state_machine_connect(gw.addr, switchboard::scram::client("plug", "s3cret"));
     assert_eq!(ok.await, Ok(()));
-    let refused = state_machine_connect(
-        gw.addr,
-        switchboard::scram::ScramClient::new("plug", "wrong"),
-    );
+    let refused = state_machine_connect(gw.addr, switchboard::scram::client("plug", "wrong"));
     assert_eq!(
         refused.await,
         Err(switchboard_mqtt::client::CloseReason::Refused(

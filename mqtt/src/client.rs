@@ -83,6 +83,11 @@ pub enum CloseReason {
     ServerDisconnect(ReasonCode),
     /// The server broke the protocol; in v5 a DISCONNECT with this code was queued first.
     ProtocolError(ReasonCode),
+    /// Enhanced authentication failed on this side ([`EnhancedAuth::step`] or
+    /// [`EnhancedAuth::finish`] returned this code): the server's data was invalid, or it did
+    /// not prove itself (a wrong SCRAM server signature). A DISCONNECT with this code was
+    /// queued first; the connection never counted as up.
+    AuthFailed(ReasonCode),
     /// The application called [`ClientState::disconnect`].
     ClientDisconnect,
 }
@@ -674,8 +679,15 @@ impl ClientState {
                 reply.properties.authentication_data = Some(answer);
                 self.send(Packet::Auth(reply));
             }
-            Err(code) => self.protocol_error(code),
+            Err(code) => self.auth_failed(code),
         }
+    }
+
+    /// Enhanced authentication failed on this side: DISCONNECT (the server is told why), then
+    /// close without ever reporting `Connected`.
+    fn auth_failed(&mut self, code: ReasonCode) {
+        self.send(Packet::Disconnect(Disconnect::new(code)));
+        self.close(CloseReason::AuthFailed(code));
     }
 
     fn on_connack(&mut self, ack: ConnAck) {
@@ -687,7 +699,7 @@ impl ClientState {
             && let Some(auth) = &mut self.auth
             && let Err(code) = auth.finish(ack.properties.authentication_data.as_deref())
         {
-            self.protocol_error(code);
+            self.auth_failed(code);
             return;
         }
         let p = &ack.properties;

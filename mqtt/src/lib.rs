@@ -10,6 +10,10 @@
 //! Decoding is zero-copy: topics, strings and payloads of a decoded packet are slices of the
 //! buffer the bytes arrived in ([`Bytes`] / [`ByteString`]).
 //!
+//! Feature `scram`: the `scram` module, SCRAM-SHA-256 for MQTT 5 enhanced authentication (the
+//! client side the gateway's Rust clients and the browser client share, and the arithmetic of
+//! the gateway's server side).
+//!
 //! ```
 //! use switchboard_mqtt::{BytesMut, Decoder, Packet, ProtocolVersion, Publish, QosPid};
 //!
@@ -46,6 +50,8 @@ mod packet;
 mod properties;
 mod publish;
 mod reason;
+#[cfg(feature = "scram")]
+pub mod scram;
 mod suback;
 mod subscribe;
 pub mod topic;

@@ -15,7 +15,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
 import fs from "node:fs";
 import http from "node:http";
@@ -111,8 +111,10 @@ function waitLog(proc, re, ms = 20000) {
 
 /** The broker under test: start(), stop() (SIGKILL), and the same ports on restart. */
 class Broker {
-  constructor(www) {
+  /** `env`: extra environment for `switchboard serve` (configuration overrides). */
+  constructor(www, env = {}) {
     this.www = www;
+    this.env = env;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-e2e-data-"));
     this.proc = null;
     this.httpAddr = null; // host:port of the WebSocket (and, for switchboard, the page)
@@ -125,7 +127,7 @@ class Broker {
 
   async start() {
     if (BROKER === "mosquitto") return this.startMosquitto();
-    const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info", NO_COLOR: "1" };
+    const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info", NO_COLOR: "1", ...this.env };
     for (let attempt = 0; ; attempt++) {
       const args = ["serve", "--mqtt", this.mqttAddr ?? "127.0.0.1:0", "--http",
         this.httpAddr ?? "127.0.0.1:0", "--data-dir", this.dir, "--www", this.www];
@@ -186,6 +188,7 @@ class Proxy {
     this.conns = new Set();
     this.blackhole = false;
     this.down = false;
+    this.rewrite = null; // (Buffer) => Buffer, applied to broker-to-client bytes when set
   }
 
   async listen() {
@@ -195,7 +198,7 @@ class Proxy {
       const pair = { c, u };
       this.conns.add(pair);
       c.on("data", (d) => u.write(d));
-      u.on("data", (d) => { if (!this.blackhole) c.write(d); });
+      u.on("data", (d) => { if (!this.blackhole) c.write(this.rewrite ? this.rewrite(d) : d); });
       const close = () => { c.destroy(); u.destroy(); this.conns.delete(pair); };
       for (const s of [c, u]) { s.on("close", close); s.on("error", close); }
     });
@@ -363,6 +366,149 @@ test("v5: properties travel both ways", async () => {
   assert.equal(r.payload, "x");
   assert.equal(r.props?.contentType, "text/plain");
   assert.deepEqual(r.props?.userProperties, { plug: "7" });
+});
+
+/** Whether `needle` (a string, as UTF-8) occurs in any of the frames. */
+function framesContain(frames, needle) {
+  const n = Buffer.from(needle);
+  return frames.some((f) => f.includes(n));
+}
+
+/** The connect flags of each MQTT CONNECT among the frames (one packet per WebSocket frame). */
+function connectFlags(frames) {
+  return frames.filter((f) => f[0] === 0x10).map((f) => {
+    let i = 1;
+    while (f[i] & 0x80) i++; // remaining length (variable byte integer)
+    i += 1;
+    const nameLen = f.readUInt16BE(i);
+    assert.equal(f.subarray(i + 2, i + 2 + nameLen).toString(), "MQTT");
+    const flags = f[i + 2 + nameLen + 1]; // after the name and the protocol level
+    return { username: (flags & 0x80) !== 0, password: (flags & 0x40) !== 0 };
+  });
+}
+
+test("SCRAM-SHA-256: the right password connects, a wrong one is refused, none on the wire", async (t) => {
+  if (BROKER === "mosquitto") return t.skip("Mosquitto has no SCRAM-SHA-256");
+  // A second gateway whose SCRAM credential file `switchboard passwd-scram` made, the password
+  // read from standard input (not a terminal).
+  const PASSWORD = "horse-battery-staple-7";
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sb-e2e-scram-"));
+  const scramFile = path.join(dir, "scram.txt");
+  const add = spawnSync(BIN, ["passwd-scram", scramFile, "add", "alice"], { input: `${PASSWORD}\n` });
+  assert.equal(add.status, 0, `passwd-scram: ${add.stderr}`);
+  assert.ok(!fs.readFileSync(scramFile, "utf8").includes(PASSWORD), "the file holds a verifier only");
+  const sb = new Broker(www, { SWITCHBOARD_SCRAM__FILE: scramFile });
+  let sbProxy, p2;
+  try {
+    await sb.start();
+    // Through a proxy, to break the connection and watch the reconnection's exchange.
+    sbProxy = new Proxy(sb.httpAddr);
+    const url = `ws://${await sbProxy.listen()}/mqtt`;
+    p2 = await browser.newPage();
+    // Every WebSocket frame the page sends or receives, as the browser hands it to the socket
+    // (before masking), by phase.
+    const frames = { sent: [], received: [] };
+    p2.on("websocket", (ws) => {
+      ws.on("framesent", (f) => frames.sent.push(Buffer.from(f.payload)));
+      ws.on("framereceived", (f) => frames.received.push(Buffer.from(f.payload)));
+    });
+    const phase = () => ({ sent: frames.sent.splice(0), received: frames.received.splice(0) });
+    await p2.goto(`http://${sb.httpAddr}/client-e2e.html`);
+    await p2.waitForFunction(() => window.ready === true);
+    const scram = { protocolVersion: 5, username: "alice", authMethod: "SCRAM-SHA-256", keepalive: 10,
+      reconnectPeriod: 100, maxReconnectPeriod: 200 };
+
+    // The right password: connected, and publish/subscribe work.
+    const ok = await p2.evaluate(async ([url, o]) => {
+      const r = await outcome(open_("scram", url, o));
+      if (!r.ok) return r;
+      const c = cl("scram");
+      await c.c.subscribe("e2e/scram/#", { qos: 1 });
+      await c.c.publish("e2e/scram/a", "hello", { qos: 1 });
+      await until(() => c.msgs.some((m) => m.topic === "e2e/scram/a"), 5000, "own message");
+      return { ...r, msgs: c.msgs.map((m) => m.payload) };
+    }, [url, { ...scram, password: PASSWORD }]);
+    assert.equal(ok.ok, true, JSON.stringify(ok));
+    assert.deepEqual(ok.msgs, ["hello"]);
+    let seen = phase();
+    assert.ok(framesContain(seen.sent, "SCRAM-SHA-256") && framesContain(seen.sent, "n,,n=alice,r="),
+      "the client-first-message went out");
+    assert.ok(framesContain(seen.sent, "c=biws,r="), "the client-final-message went out");
+    assert.ok(framesContain(seen.received, "v="), "the server-final-message came back");
+    assert.ok(!framesContain(seen.sent, PASSWORD), "the password is not on the wire");
+    assert.deepEqual(connectFlags(seen.sent), [{ username: false, password: false }]);
+    const nonce = (sent) => sent.map((f) => f.toString("latin1").match(/n,,n=alice,r=([A-Za-z0-9+/]{20})/)?.[1]).find(Boolean);
+    const firstNonce = nonce(seen.sent);
+
+    // A reconnection runs a fresh exchange, with a fresh nonce.
+    sbProxy.cut();
+    const back = await p2.evaluate(async () => {
+      const c = cl("scram");
+      await until(() => c.events.some((e) => e.e === "connect"), 8000, "reconnect");
+      await c.c.publish("e2e/scram/b", "again", { qos: 1 });
+      await until(() => c.msgs.some((m) => m.topic === "e2e/scram/b"), 5000, "message after reconnect");
+      c.c.end();
+      return c.events.filter((e) => e.e === "error").map((e) => e.arg);
+    });
+    assert.deepEqual(back, []);
+    seen = phase();
+    assert.deepEqual(connectFlags(seen.sent), [{ username: false, password: false }]);
+    assert.ok(!framesContain(seen.sent, PASSWORD));
+    const secondNonce = nonce(seen.sent);
+    assert.ok(firstNonce && secondNonce && firstNonce !== secondNonce, `nonces ${firstNonce} ${secondNonce}`);
+
+    // A second session of the same user, the wasm already loaded: the time of one exchange.
+    const again = await p2.evaluate(([url, o]) => outcome(open_("scram2", url, o)).then((r) => {
+      cl("scram2")?.c.end();
+      return r;
+    }), [url, { ...scram, password: PASSWORD }]);
+    assert.equal(again.ok, true, JSON.stringify(again));
+    t.diagnostic(`SCRAM-SHA-256 connect (PBKDF2 4096 rounds in wasm) took ${Math.round(again.ms)} ms`);
+
+    // A broker that cannot prove itself (its server signature altered on the way): the
+    // connection never counts as up.
+    sbProxy.rewrite = (d) => {
+      const i = d.indexOf("v=");
+      if (i < 0) return d;
+      const out = Buffer.from(d);
+      out[i + 2] = out[i + 2] === 0x41 ? 0x42 : 0x41; // first base64 character: 'A' <-> other
+      return out;
+    };
+    const forged = await p2.evaluate(([url, o]) => outcome(open_("scram-forged", url, o)),
+      [url, { ...scram, password: PASSWORD }]);
+    sbProxy.rewrite = null;
+    assert.deepEqual([forged.ok, forged.code], [false, "refused"], JSON.stringify(forged));
+    assert.match(forged.message, /did not prove/);
+    phase();
+
+    // A wrong password: refused, and the password still not on the wire.
+    const bad = await p2.evaluate(([url, o]) => outcome(open_("scram-bad", url, o)),
+      [url, { ...scram, password: "wrong-password" }]);
+    assert.deepEqual([bad.ok, bad.code], [false, "refused"], JSON.stringify(bad));
+    assert.match(bad.message, /bad user name or password/);
+    seen = phase();
+    assert.ok(!framesContain(seen.sent, "wrong-password"));
+
+    // MQTT 3.1.1 has no enhanced authentication.
+    const v4 = await p2.evaluate(([url, o]) => outcome(open_("scram-v4", url, o)),
+      [url, { ...scram, protocolVersion: 4, password: PASSWORD }]);
+    assert.deepEqual([v4.ok, v4.code], [false, "invalid_options"], JSON.stringify(v4));
+    assert.match(v4.message, /MQTT 5/);
+
+    // The check above can fail: a plain v5 login puts the password in CONNECT.
+    phase();
+    await p2.evaluate(([url, o]) => outcome(open_("plain", url, o)).then(() => cl("plain")?.c.end()),
+      [url, { protocolVersion: 5, username: "alice", password: PASSWORD }]);
+    seen = phase();
+    assert.ok(framesContain(seen.sent, PASSWORD), "a plain login's password is visible to this check");
+    assert.deepEqual(connectFlags(seen.sent), [{ username: true, password: true }]);
+  } finally {
+    await p2?.close();
+    sbProxy?.close();
+    await sb.stop();
+    fs.rmSync(sb.dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("a backup URL takes over when the first is down", async () => {
