@@ -166,7 +166,7 @@ fn wasm_test_targets(root: &Path) -> Vec<(String, String)> {
     targets
 }
 
-/// Prints the dashboard's transfer size: each file in dist/ gzipped at level 9.
+/// Prints the dashboard's transfer size: each file the page loads from dist/, gzipped at level 9.
 fn print_dist_sizes(root: &Path) {
     let Ok(entries) = std::fs::read_dir(root.join("dist")) else {
         return;
@@ -179,6 +179,14 @@ fn print_dist_sizes(root: &Path) {
             continue;
         };
         if !matches!(ext, "wasm" | "js" | "css" | "html") {
+            continue;
+        }
+        // The service worker and the embeddable widget are not part of the page's download.
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if matches!(name, "sw.js" | "embed.js") {
             continue;
         }
         let Ok(output) = std::process::Command::new("gzip")

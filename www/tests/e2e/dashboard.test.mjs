@@ -44,7 +44,8 @@ function transferSize(dist) {
   let total = 0;
   const parts = [];
   for (const f of readdirSync(dist)) {
-    if (!/\.(wasm|js|css)$/.test(f) || f === "sw.js") continue;
+    // The service worker and the embeddable widget are not part of the page's download.
+    if (!/\.(wasm|js|css)$/.test(f) || f === "sw.js" || f === "embed.js") continue;
     const gz = gzipSync(readFileSync(join(dist, f)), { level: 9 }).length;
     parts.push(`${f}: ${(gz / 1024).toFixed(1)} KiB`);
     total += gz;
