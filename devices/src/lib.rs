@@ -22,6 +22,7 @@ pub mod manual;
 pub mod meta;
 pub mod model;
 pub mod registry;
+pub mod schedule;
 pub mod shelly_gen1;
 pub mod shelly_gen2;
 pub mod tasmota;

@@ -5,7 +5,8 @@
 //! Schedules are stored as retained JSON messages on `switchboard/schedules/<id>`: the durable
 //! store keeps them across restarts, the dashboard can read and edit them over MQTT, and the
 //! [`run`] task learns every change (from the HTTP API or from MQTT) through one in-process
-//! subscription. Evaluation is pure ([`Rule::next_fire`], [`TimerState`]) and takes the time
+//! subscription. The wire format and its checks are shared with the dashboard
+//! ([`switchboard_devices::schedule`]). Evaluation is pure ([`Rule::next_fire`], [`TimerState`]) and takes the time
 //! from a [`Clock`], so tests run it on virtual time.
 //!
 //! Times of day are in one fixed offset from UTC, `[schedules] utc_offset` (default UTC):
@@ -19,18 +20,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use switchboard_devices::{DeviceId, RelayState};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+pub use switchboard_devices::schedule::{
+    Rule, Schedule, TOPIC_PREFIX, TimeOfDay, UtcOffset, Weekday,
+};
+
 use crate::api::devices::Devices;
 use crate::broker::Broker;
-
-/// Topic prefix of stored schedules.
-pub const TOPIC_PREFIX: &str = "switchboard/schedules/";
-
-const DAY_MS: i64 = 86_400_000;
 
 /// The `[schedules]` table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -38,203 +38,6 @@ const DAY_MS: i64 = 86_400_000;
 pub struct SchedulesConfig {
     /// The fixed offset from UTC that times of day are in, `"+01:00"`, `"-05:30"`, `"Z"`.
     pub utc_offset: UtcOffset,
-}
-
-/// A fixed offset from UTC, in seconds east.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct UtcOffset(pub i32);
-
-impl std::str::FromStr for UtcOffset {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        if matches!(text, "Z" | "z" | "UTC" | "") {
-            return Ok(Self(0));
-        }
-        let bad = || format!("`{text}` is not a UTC offset like \"+01:00\" or \"-05:30\"");
-        let (sign, rest) = match text.as_bytes().first() {
-            Some(b'+') => (1, &text[1..]),
-            Some(b'-') => (-1, &text[1..]),
-            _ => return Err(bad()),
-        };
-        let (h, m) = rest.split_once(':').ok_or_else(bad)?;
-        let h: i32 = h.parse().map_err(|_| bad())?;
-        let m: i32 = m.parse().map_err(|_| bad())?;
-        if h > 14 || m > 59 || h < 0 || m < 0 {
-            return Err(bad());
-        }
-        Ok(Self(sign * (h * 3600 + m * 60)))
-    }
-}
-
-impl TryFrom<String> for UtcOffset {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, String> {
-        text.parse()
-    }
-}
-
-/// A day of the week.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Weekday {
-    /// Monday.
-    Mon,
-    /// Tuesday.
-    Tue,
-    /// Wednesday.
-    Wed,
-    /// Thursday.
-    Thu,
-    /// Friday.
-    Fri,
-    /// Saturday.
-    Sat,
-    /// Sunday.
-    Sun,
-}
-
-impl Weekday {
-    /// The weekday of day `n` since 1970-01-01 (a Thursday).
-    fn of_day(n: i64) -> Self {
-        const DAYS: [Weekday; 7] = [
-            Weekday::Thu,
-            Weekday::Fri,
-            Weekday::Sat,
-            Weekday::Sun,
-            Weekday::Mon,
-            Weekday::Tue,
-            Weekday::Wed,
-        ];
-        DAYS[n.rem_euclid(7) as usize]
-    }
-}
-
-/// A time of day, `"HH:MM"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct TimeOfDay {
-    /// Minutes since midnight.
-    pub minutes: u16,
-}
-
-impl TryFrom<String> for TimeOfDay {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, String> {
-        let bad = || format!("`{text}` is not a time of day like \"07:30\"");
-        let (h, m) = text.split_once(':').ok_or_else(bad)?;
-        let h: u16 = h.parse().map_err(|_| bad())?;
-        let m: u16 = m.parse().map_err(|_| bad())?;
-        if h > 23 || m > 59 {
-            return Err(bad());
-        }
-        Ok(Self {
-            minutes: h * 60 + m,
-        })
-    }
-}
-
-impl From<TimeOfDay> for String {
-    fn from(t: TimeOfDay) -> Self {
-        format!("{:02}:{:02}", t.minutes / 60, t.minutes % 60)
-    }
-}
-
-/// What a schedule does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Rule {
-    /// Switch on (`on: true`) or off at `time` on `days` (every day when empty).
-    At {
-        /// Time of day in the configured offset.
-        time: TimeOfDay,
-        /// Days it fires on; empty: every day.
-        #[serde(default)]
-        days: Vec<Weekday>,
-        /// The state to switch to.
-        on: bool,
-    },
-    /// Switch off `seconds` after the relay was seen switching on (a 30 minute timer is
-    /// `1800`).
-    OffAfter {
-        /// Delay in seconds (at least 1).
-        seconds: u64,
-    },
-}
-
-impl Rule {
-    /// For an `At` rule: the first instant strictly after `after_ms` (Unix milliseconds) at
-    /// which it fires; `None` for other rules.
-    #[must_use]
-    pub fn next_fire(&self, after_ms: u64, offset: UtcOffset) -> Option<u64> {
-        let Self::At { time, days, .. } = self else {
-            return None;
-        };
-        let shift = i64::from(offset.0) * 1000;
-        let local = after_ms as i64 + shift;
-        let today = local.div_euclid(DAY_MS);
-        (today..=today + 7)
-            .filter(|d| days.is_empty() || days.contains(&Weekday::of_day(*d)))
-            .map(|d| d * DAY_MS + i64::from(time.minutes) * 60_000)
-            .find(|at| *at > local)
-            .map(|at| (at - shift).max(0) as u64)
-    }
-}
-
-/// A schedule: what it acts on and its rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Schedule {
-    /// Identifier (letters, digits, `-`, `_`); assigned when created without one.
-    #[serde(default)]
-    pub id: String,
-    /// The device, by id (`tasmota:kitchen_kettle`). Exactly one of `device` and `room`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<String>,
-    /// Every device of this room.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub room: Option<String>,
-    /// 0-based relay of each device.
-    #[serde(default)]
-    pub relay: u8,
-    /// A disabled schedule is kept but never fires.
-    #[serde(default = "enabled_default")]
-    pub enabled: bool,
-    /// When and what.
-    pub rule: Rule,
-}
-
-fn enabled_default() -> bool {
-    true
-}
-
-impl Schedule {
-    /// Checks the fields the types cannot.
-    ///
-    /// # Errors
-    /// A message for the API's 400 answer.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.id.is_empty()
-            || self.id.len() > 64
-            || !self
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err("id must be 1 to 64 letters, digits, `-` or `_`".to_owned());
-        }
-        match (&self.device, &self.room) {
-            (Some(_), None) | (None, Some(_)) => {}
-            _ => return Err("set exactly one of `device` and `room`".to_owned()),
-        }
-        if let Rule::OffAfter { seconds: 0 } = self.rule {
-            return Err("`seconds` must be at least 1".to_owned());
-        }
-        Ok(())
-    }
 }
 
 /// The source of time for schedules.
@@ -560,6 +363,8 @@ pub async fn run(schedules: Schedules, devices: Devices, shutdown: CancellationT
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DAY_MS: i64 = 86_400_000;
 
     /// 2026-11-23 was a Monday; 00:00 UTC that day in Unix milliseconds.
     const MONDAY: u64 = 1_795_392_000_000;

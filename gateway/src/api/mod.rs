@@ -363,7 +363,7 @@ impl Api {
             }
         };
         if let Err(why) = schedule.validate() {
-            return error(StatusCode::BAD_REQUEST, &why);
+            return error(StatusCode::BAD_REQUEST, why.message());
         }
         self.schedules.put(schedule.clone());
         let status = if created {
