@@ -1,5 +1,5 @@
 //! Bad input over TCP and WebSocket: random bytes, truncated packets, lengths beyond the
-//! maximum, invalid UTF-8, reserved flags, two CONNECTs, PUBLISH before CONNECT, a slow-loris
+//! maximum, invalid UTF-8, invalid or control-character filters and topics, reserved flags, two CONNECTs, PUBLISH before CONNECT, a slow-loris
 //! CONNECT and a connection flood from one address. Each offender must be cut off (the gateway
 //! closes its connection within a bound) while a well-behaved client on the side keeps
 //! round-tripping QoS 1 messages with bounded latency for the whole suite.
@@ -96,6 +96,17 @@ fn offenders() -> Vec<(&'static str, Vec<u8>)> {
     let mut topic = connect_bytes("bad-topic");
     topic.extend_from_slice(&[0x30, 5, 0, 2, 0xff, 0xfe, b'x']);
     list.push(("invalid UTF-8 topic", topic));
+    // UNSUBSCRIBE of an invalid filter: a malformed packet, not an UNSUBACK ([MQTT-4.7.3]).
+    let mut unsub = connect_bytes("bad-unsubscribe");
+    unsub.extend_from_slice(&[0xa2, 10, 0, 1, 0, 6, b'f', b'u', b'z', b'z', b'Z', b'#']);
+    list.push(("UNSUBSCRIBE of an invalid filter", unsub));
+    // A control character (U+0007) in a PUBLISH topic and in an UNSUBSCRIBE filter.
+    let mut bell = connect_bytes("control-topic");
+    bell.extend_from_slice(&[0x30, 6, 0, 3, b'a', 0x07, b'b', b'x']);
+    list.push(("control character in a topic", bell));
+    let mut bell = connect_bytes("control-filter");
+    bell.extend_from_slice(&[0xa2, 7, 0, 1, 0, 3, b'a', 0x07, b'b']);
+    list.push(("control character in an UNSUBSCRIBE filter", bell));
     list
 }
 

@@ -14,6 +14,11 @@ pub enum TopicError {
     /// Contains U+0000.
     #[error("[MQTT-4.7.3-2] topic contains the null character U+0000")]
     NullCharacter,
+    /// Contains a control character (U+0001..U+001F, U+007F..U+009F). Section 1.5.4 lets a
+    /// receiver treat these as malformed; no device convention uses them, and they make logs
+    /// and topic listings lie, so they are refused.
+    #[error("[MQTT-1.5.4] topic contains a control character")]
+    ControlCharacter,
     /// A topic name containing `+` or `#`.
     #[error("[MQTT-4.7.0-1] topic names must not contain wildcard characters")]
     WildcardInName,
@@ -42,6 +47,11 @@ fn common(s: &str) -> Result<(), TopicError> {
     }
     if s.as_bytes().contains(&0) {
         return Err(TopicError::NullCharacter);
+    }
+    if s.chars()
+        .any(|c| matches!(c, '\u{1}'..='\u{1f}' | '\u{7f}'..='\u{9f}'))
+    {
+        return Err(TopicError::ControlCharacter);
     }
     Ok(())
 }
@@ -145,6 +155,19 @@ mod tests {
         assert_eq!(validate_topic_name("a/+"), Err(TopicError::WildcardInName));
         assert_eq!(validate_topic_name("a/#"), Err(TopicError::WildcardInName));
         assert_eq!(validate_topic_name("a\0"), Err(TopicError::NullCharacter));
+        for bad in ["a\nb", "a\u{1}", "\u{1f}", "a\u{7f}", "x/\u{9f}"] {
+            assert_eq!(
+                validate_topic_name(bad),
+                Err(TopicError::ControlCharacter),
+                "{bad:?}"
+            );
+            assert_eq!(
+                validate_topic_filter(bad),
+                Err(TopicError::ControlCharacter),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(validate_topic_name("caf\u{e9}/\u{a0}"), Ok(()));
         assert_eq!(
             validate_topic_name(&"a".repeat(65_536)),
             Err(TopicError::TooLong)

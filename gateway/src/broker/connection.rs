@@ -992,7 +992,7 @@ impl Conn {
                 }
             }
             Packet::Subscribe(subscribe) => self.on_subscribe(subscribe)?,
-            Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe),
+            Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe)?,
             Packet::PingReq => self.send(Packet::PingResp),
             Packet::Disconnect(disconnect) => {
                 if let Some(expiry) = disconnect.properties.session_expiry_interval {
@@ -1282,7 +1282,19 @@ impl Conn {
         Ok(())
     }
 
-    fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
+    fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Result<(), Fatal> {
+        // An invalid filter makes the whole packet malformed [MQTT-4.7.3]: nothing of it is
+        // applied, as Mosquitto does, rather than answering it with an UNSUBACK.
+        if unsubscribe
+            .filters
+            .iter()
+            .any(|f| topic::validate_topic_filter(f).is_err())
+        {
+            return Err(Fatal::new(
+                ReasonCode::MalformedPacket,
+                "[MQTT-4.7.3] invalid topic filter in UNSUBSCRIBE",
+            ));
+        }
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in unsubscribe.filters {
             let existed = self.session.lock().subscriptions.remove(&filter);
@@ -1302,6 +1314,7 @@ impl Conn {
             codes,
             properties: Default::default(),
         }));
+        Ok(())
     }
 
     /// Detaches from the session, publishing the will unless the client disconnected normally.
