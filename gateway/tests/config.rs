@@ -158,6 +158,23 @@ fn check_reports_every_problem_with_its_line() {
     assert!(check("[broker]\nmax_keepalive = 60\n").is_empty());
 }
 
+/// The checker and the server read a file through one path: a `[tls]` table with client
+/// certificates that `Config::from_toml` (what `serve --config` validates with) accepts is
+/// `ok`, and a `[tls]` table really missing `cert` is reported with the table's line.
+#[test]
+fn check_accepts_what_the_server_accepts() {
+    let tls = "[tls]\ncert = \"s.pem\"\nkey = \"k.pem\"\nclient_ca = \"ca.pem\"\n\
+               client_cert_required = true\n";
+    assert!(switchboard::config::Config::from_toml(tls).is_ok());
+    assert_eq!(check(tls), vec![]);
+    let missing = check("[broker]\nmax_keepalive = 60\n\n[tls]\nkey = \"k.pem\"\n");
+    assert_eq!(missing.len(), 1, "{missing:#?}");
+    assert!(
+        missing[0].message.contains("missing field `cert`"),
+        "{missing:#?}"
+    );
+}
+
 #[test]
 fn check_config_command_exits_1_with_all_errors_and_0_when_ok() {
     let dir = tempfile::tempdir().unwrap();
