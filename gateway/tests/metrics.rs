@@ -59,6 +59,13 @@ fn parse(text: &str) -> HashMap<String, f64> {
 async fn start(
     sys_interval: u64,
 ) -> (SocketAddr, SocketAddr, CancellationToken, tempfile::TempDir) {
+    start_with(sys_interval, |_| {}).await
+}
+
+async fn start_with(
+    sys_interval: u64,
+    tweak: impl FnOnce(&mut Config),
+) -> (SocketAddr, SocketAddr, CancellationToken, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
         data_dir: dir.path().to_owned(),
@@ -67,6 +74,7 @@ async fn start(
     config.listeners.mqtt = vec!["127.0.0.1:0".parse().unwrap()];
     config.listeners.http = vec!["127.0.0.1:0".parse().unwrap()];
     config.broker.sys_interval = sys_interval;
+    tweak(&mut config);
     let shutdown = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let token = shutdown.clone();
@@ -78,6 +86,40 @@ async fn start(
     });
     let (mqtt, http) = tokio::time::timeout(TIMEOUT, rx).await.unwrap().unwrap();
     (mqtt, http, shutdown, dir)
+}
+
+/// `[api] metrics_auth = true` puts `/metrics` behind the API key; by default it needs none.
+#[tokio::test]
+async fn metrics_can_require_the_api_key() {
+    let key = "sb_test_metrics_key";
+    let keys = vec![switchboard::api::KeyHash::of(key)];
+    let guarded = keys.clone();
+    let (_, http, shutdown, _dir) = start_with(0, move |c| {
+        c.api.keys = guarded;
+        c.api.metrics_auth = true;
+    })
+    .await;
+    let (status, _) = http_get(http, "/metrics", "").await;
+    assert_eq!(status, 401);
+    let (status, _) = http_get(http, "/metrics", "Authorization: Bearer wrong\r\n").await;
+    assert_eq!(status, 401);
+    let (status, body) = http_get(
+        http,
+        "/metrics",
+        &format!("Authorization: Bearer {key}\r\n"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("switchboard_api_auth_failures_total"),
+        "{body}"
+    );
+    shutdown.cancel();
+
+    let (_, http, shutdown, _dir) = start_with(0, move |c| c.api.keys = keys).await;
+    let (status, _) = http_get(http, "/metrics", "").await;
+    assert_eq!(status, 200);
+    shutdown.cancel();
 }
 
 #[tokio::test]

@@ -3,8 +3,8 @@
 //!
 //! Requests carry `Authorization: Bearer <key>`; keys are configured as SHA-256 hex hashes
 //! (`[api] keys`, printed by `switchboard api-key create`). With no key configured the API
-//! answers loopback peers only. `/metrics` and `/api/v1/openapi.json` need no key. Errors are
-//! JSON, `{"error":"..."}`, with a fitting status code.
+//! answers loopback peers only. `/api/v1/openapi.json` needs no key, nor does `/metrics` unless
+//! `[api] metrics_auth` is set. Errors are JSON, `{"error":"..."}`, with a fitting status code.
 
 pub mod devices;
 
@@ -42,6 +42,8 @@ pub struct ApiConfig {
     /// Milliseconds `POST /api/v1/devices/{id}/power` waits for the device to confirm before
     /// answering 504 (also how long the gateway's device model keeps a command pending).
     pub command_timeout_ms: u64,
+    /// `/metrics` asks for an API key (or, with none configured, a loopback peer) like the API.
+    pub metrics_auth: bool,
 }
 
 impl Default for ApiConfig {
@@ -49,6 +51,7 @@ impl Default for ApiConfig {
         Self {
             keys: Vec::new(),
             command_timeout_ms: 5_000,
+            metrics_auth: false,
         }
     }
 }
@@ -116,6 +119,7 @@ pub struct Api {
     schedules: Schedules,
     keys: Arc<[KeyHash]>,
     command_timeout: Duration,
+    metrics_auth: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -158,6 +162,7 @@ impl Api {
             schedules,
             keys: config.keys.clone().into(),
             command_timeout: Duration::from_millis(config.command_timeout_ms),
+            metrics_auth: config.metrics_auth,
         }
     }
 
@@ -172,6 +177,12 @@ impl Api {
         let path = req.uri().path().to_owned();
         let method = req.method().clone();
         if path == "/metrics" {
+            if self.metrics_auth
+                && let Err(response) = self.authorize(&req, peer)
+            {
+                Metrics::add(&self.broker.metrics().api_auth_failures, 1);
+                return *response;
+            }
             return match method {
                 Method::GET | Method::HEAD => Response::builder()
                     .header(header::CONTENT_TYPE, crate::observe::CONTENT_TYPE)
