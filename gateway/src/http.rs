@@ -56,6 +56,8 @@ pub struct Site {
     api: Option<Arc<crate::api::Api>>,
     /// How long a connection may take to send request headers.
     header_timeout: Duration,
+    /// `[http] trusted_proxies`: whose forwarding headers name the client (WebSocket and API).
+    trusted_proxies: Vec<crate::config::IpNet>,
 }
 
 impl Site {
@@ -70,6 +72,7 @@ impl Site {
             ws: None,
             api: None,
             header_timeout: Duration::from_secs(HttpConfig::default().handshake_timeout),
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -79,6 +82,7 @@ impl Site {
     pub fn with_mqtt(mut self, config: &HttpConfig, handler: Arc<dyn MqttHandler>) -> Self {
         self.ws = Some(Arc::new(Endpoint::new(config, handler)));
         self.header_timeout = Duration::from_secs(config.handshake_timeout.max(1));
+        self.trusted_proxies.clone_from(&config.trusted_proxies);
         self
     }
 
@@ -106,7 +110,9 @@ impl Site {
         if let Some(api) = &self.api
             && crate::api::Api::owns(req.uri().path())
         {
-            return api.handle(req, peer).await;
+            // The same client address as the WebSocket side: a proxied client is not loopback.
+            let client = crate::ws::client_addr(peer, req.headers(), &self.trusted_proxies);
+            return api.handle(req, client).await;
         }
         let path = req.uri().path();
         if let Some(device) = path.strip_prefix(EMBED_PAGE_PREFIX)

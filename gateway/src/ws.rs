@@ -506,12 +506,15 @@ pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .filter(|value| !value.is_empty())
 }
 
-/// The client's address: the TCP peer, or (only when the peer is a trusted proxy) the address
-/// the proxies recorded in `Forwarded` (preferred) or `X-Forwarded-For`. The list is walked from
-/// the right, skipping trusted proxies, so a client cannot forge its address by sending the
-/// header itself. An entry without a port gets port 0.
-fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> SocketAddr {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
+/// The client's address, used by the WebSocket endpoint and the HTTP API alike: the TCP peer, or
+/// (only when the peer is a trusted proxy) the hop the trusted proxies recorded in `Forwarded`
+/// and `X-Forwarded-For`. Each list is walked from the right, skipping trusted proxies: the
+/// right-most untrusted hop is the client, so entries a client wrote itself are never reached.
+/// An unknown or unparseable hop (`unknown`, `_hidden`), or both headers present but naming
+/// different clients, gives [`UNKNOWN_CLIENT`] (remote, never loopback). A hop without a port
+/// gets port 0.
+pub(crate) fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> SocketAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip.to_canonical()));
     if !is_trusted(peer.ip()) {
         return peer;
     }
@@ -520,38 +523,51 @@ fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Sock
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (key, value) = pair.trim().split_once('=')?;
-                key.eq_ignore_ascii_case("for")
-                    .then(|| value.trim().trim_matches('"'))
-            })
+        .map(|element| {
+            element
+                .split(';')
+                .find_map(|pair| {
+                    let (key, value) = pair.trim().split_once('=')?;
+                    key.trim()
+                        .eq_ignore_ascii_case("for")
+                        .then(|| value.trim().trim_matches('"'))
+                })
+                // An element without `for=` names no client: it cannot be believed.
+                .unwrap_or("")
         })
         .collect();
-    let hops: Vec<&str> = if forwarded.is_empty() {
-        headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect()
-    } else {
-        forwarded
-    };
-    let mut client = peer;
-    for hop in hops.iter().rev() {
-        let Some(addr) = parse_hop(hop) else {
-            // Unknown or obfuscated (`unknown`, `_hidden`): stop believing the chain here.
-            break;
-        };
-        client = addr;
-        if !is_trusted(addr.ip()) {
-            break;
+    let xff: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let walk = |hops: &[&str]| -> Option<SocketAddr> {
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            client = parse_hop(hop)?;
+            if !is_trusted(client.ip()) {
+                break;
+            }
         }
+        Some(client)
+    };
+    match (forwarded.is_empty(), xff.is_empty()) {
+        (true, true) => peer,
+        (false, true) => walk(&forwarded).unwrap_or(UNKNOWN_CLIENT),
+        (true, false) => walk(&xff).unwrap_or(UNKNOWN_CLIENT),
+        (false, false) => match (walk(&forwarded), walk(&xff)) {
+            (Some(a), Some(b)) if a.ip().to_canonical() == b.ip().to_canonical() => a,
+            _ => UNKNOWN_CLIENT,
+        },
     }
-    client
 }
+
+/// The client address of a proxied request whose client could not be determined: `0.0.0.0:0`,
+/// which is not loopback (such a client is treated as remote).
+pub(crate) const UNKNOWN_CLIENT: SocketAddr =
+    SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// Parses `1.2.3.4`, `1.2.3.4:5`, `[::1]:5` or `::1` into an address (port 0 when absent).
 fn parse_hop(hop: &str) -> Option<SocketAddr> {
@@ -811,7 +827,59 @@ mod tests {
             "[2001:db8::1]:4711".parse().unwrap()
         );
         let hidden = headers(&[("forwarded", "for=_hidden")]);
-        assert_eq!(client_addr(peer, &hidden, &trusted), peer);
+        assert_eq!(client_addr(peer, &hidden, &trusted), UNKNOWN_CLIENT);
+    }
+
+    /// The hop logic behind a loopback proxy: (Forwarded, X-Forwarded-For, expected client).
+    #[test]
+    fn client_addr_hop_table() {
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
+        let unknown = UNKNOWN_CLIENT.to_string();
+        let cases: &[(Option<&str>, Option<&str>, &str)] = &[
+            (None, None, "127.0.0.1:5000"),
+            (None, Some("203.0.113.7"), "203.0.113.7:0"),
+            (None, Some("127.0.0.1, 203.0.113.7"), "203.0.113.7:0"),
+            (None, Some("203.0.113.7, 127.0.0.1"), "203.0.113.7:0"),
+            (None, Some("127.0.0.1"), "127.0.0.1:0"),
+            (None, Some("unknown"), &unknown),
+            (None, Some("garbage, 203.0.113.7"), "203.0.113.7:0"),
+            (Some("for=203.0.113.7"), None, "203.0.113.7:0"),
+            (
+                Some("for=127.0.0.1, for=203.0.113.7"),
+                None,
+                "203.0.113.7:0",
+            ),
+            (Some("for=unknown"), None, &unknown),
+            (Some("proto=http"), None, &unknown),
+            // A client's own Forwarded next to the proxy's X-Forwarded-For: they disagree.
+            (Some("for=127.0.0.1"), Some("203.0.113.7"), &unknown),
+            (Some("for=unknown"), Some("203.0.113.7"), &unknown),
+            (Some("for=203.0.113.7"), Some("127.0.0.1"), &unknown),
+            (
+                Some("for=\"203.0.113.7:4711\""),
+                Some("203.0.113.7"),
+                "203.0.113.7:4711",
+            ),
+        ];
+        for (fwd, xff, want) in cases {
+            let mut pairs = Vec::new();
+            if let Some(f) = fwd {
+                pairs.push(("forwarded", *f));
+            }
+            if let Some(x) = xff {
+                pairs.push(("x-forwarded-for", *x));
+            }
+            let got = client_addr(peer, &headers(&pairs), &trusted);
+            assert_eq!(
+                got.to_string(),
+                *want,
+                "Forwarded {fwd:?}, X-Forwarded-For {xff:?}"
+            );
+            if *want == unknown {
+                assert!(!got.ip().is_loopback());
+            }
+        }
     }
 
     fn endpoint(origins: &[&str]) -> Endpoint {

@@ -964,3 +964,56 @@ fn terminal_password_prompts_do_not_echo() {
     let credentials = switchboard::scram::Credentials::load(&scram).unwrap();
     assert!(credentials.get("frank").is_some());
 }
+
+/// Behind a trusted loopback proxy only the hop the proxy appended counts: a client's own
+/// `Forwarded: for=127.0.0.1` (or `for=unknown`) next to the proxy's `X-Forwarded-For` does not
+/// make it loopback (anonymous refused, 0x87), and the keyless API refuses it too; a genuine
+/// loopback request without forwarding headers still gets both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofed_forwarded_headers_are_not_loopback() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let gw = Gateway::start(|c| {
+        quick(c);
+        c.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    for spoof in ["for=127.0.0.1", "for=unknown"] {
+        let ws = gw
+            .ws(
+                "",
+                &[("forwarded", spoof), ("x-forwarded-for", "203.0.113.7")],
+            )
+            .await
+            .unwrap();
+        let mut remote = Mq::new(ws, V5);
+        let ack = remote
+            .connect(connect_packet(V5, "spoof", None, None))
+            .await;
+        assert_eq!(ack.code, ReasonCode::NotAuthorized, "{spoof}");
+    }
+    let ws = gw.ws("", &[]).await.unwrap();
+    let mut local = Mq::new(ws, V5);
+    assert_eq!(
+        local.connect(connect_packet(V5, "", None, None)).await.code,
+        ReasonCode::Success
+    );
+    let get = async |extra: &str| -> String {
+        let mut s = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+        let req =
+            format!("GET /api/v1/clients HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        tokio::time::timeout(TIMEOUT, s.read_to_string(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        out
+    };
+    let proxied = get("X-Forwarded-For: 203.0.113.7\r\n").await;
+    assert!(proxied.starts_with("HTTP/1.1 403"), "{proxied}");
+    let spoofed = get("Forwarded: for=127.0.0.1\r\nX-Forwarded-For: 203.0.113.7\r\n").await;
+    assert!(spoofed.starts_with("HTTP/1.1 403"), "{spoofed}");
+    let direct = get("").await;
+    assert!(direct.starts_with("HTTP/1.1 200"), "{direct}");
+    gw.stop().await;
+}
