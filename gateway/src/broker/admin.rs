@@ -395,7 +395,7 @@ impl InternalSubscriber {
         if !self.session.lock().subscriptions.insert(filter.into()) {
             return true;
         }
-        self.broker.subscribe(
+        self.broker.trie_insert(
             filter,
             Subscriber {
                 session: Arc::clone(&self.session),
@@ -406,7 +406,7 @@ impl InternalSubscriber {
             },
         );
         for msg in self.broker.retained_matching(filter) {
-            self.broker.deliver(
+            self.broker.deliver_to(
                 &self.session,
                 super::session::Delivery {
                     qos: QoS::AtMostOnce,
@@ -430,7 +430,7 @@ impl Drop for InternalSubscriber {
     fn drop(&mut self) {
         let filters: Vec<ByteString> = self.session.lock().subscriptions.drain().collect();
         for filter in filters {
-            self.broker.unsubscribe(&filter, self.session.key);
+            self.broker.trie_remove(&filter, self.session.key);
         }
         self.session.set_online(false);
         self.rx.close();

@@ -31,10 +31,11 @@
 
 mod admin;
 mod auth;
-mod connection;
+mod conn;
 mod enhanced_auth;
 mod metrics;
 mod persist;
+mod router;
 mod session;
 mod store;
 mod sys;
@@ -47,7 +48,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
-use switchboard_mqtt::{ByteString, Bytes, Properties, QoS, topic};
+use switchboard_mqtt::{ByteString, Bytes, Properties, QoS, SubscriptionOptions, topic};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -66,6 +67,7 @@ pub use self::store::{
 pub use crate::config::BrokerConfig;
 use crate::security::{ConnectionMeta, Security};
 
+use self::router::{Attached, Change, Durability, Published, Router, RouterFuture, Subscribed};
 use self::session::{
     ConnSlot, Delivery, Dropped, Kick, Kicked, OutFlight, QueueLimits, Session, Stage,
 };
@@ -121,32 +123,13 @@ struct Inner {
     scram: RwLock<Option<Arc<crate::scram::Credentials>>>,
 }
 
-/// A session attached to a new connection.
-#[derive(Debug)]
-pub(crate) struct Attached {
-    session: Arc<Session>,
-    session_present: bool,
-    generation: u64,
-    /// Makes the connection leave (takeover, HTTP API, revoked login).
-    kick: Kick,
-    /// The store's ticket for the session's opening (awaited before CONNACK is written).
-    ticket: Ticket,
-}
-
-/// What routing one message did to durable state.
+/// What delivering to one session did to durable state.
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Durable {
-    /// Highest store ticket to await before acknowledging (0: none).
-    pub(crate) ticket: Ticket,
-    /// The store refused it (size cap): some durable copy is missing.
-    pub(crate) rejected: bool,
-}
-
-impl Durable {
-    fn merge(&mut self, other: Self) {
-        self.ticket = self.ticket.max(other.ticket);
-        self.rejected |= other.rejected;
-    }
+struct Durable {
+    /// Store ticket of the queued copy (0: none).
+    ticket: Ticket,
+    /// The store refused it (size cap).
+    rejected: bool,
 }
 
 impl Broker {
@@ -287,7 +270,7 @@ impl Broker {
             }
             for (filter, options, id) in rs.subscriptions {
                 session.lock().subscriptions.insert(filter.clone());
-                self.subscribe(
+                self.trie_insert(
                     &filter,
                     Subscriber {
                         session: Arc::clone(&session),
@@ -322,7 +305,7 @@ impl Broker {
             }
         }
         for (session, will) in due_wills {
-            self.publish_arc(&Arc::new(will));
+            Router::publish(self, Arc::new(will), Durability::Durable);
             self.inner.store.will_cleared(&session.client_id);
         }
         for session in due_sessions {
@@ -367,7 +350,7 @@ impl Broker {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        connection::serve(
+        conn::serve(
             self,
             stream,
             peer,
@@ -390,7 +373,7 @@ impl Broker {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        connection::serve(self, stream, peer, transport, meta, shutdown).await;
+        conn::serve(self, stream, peer, transport, meta, shutdown).await;
     }
 
     /// Uses `credentials` for SCRAM-SHA-256 enhanced authentication from now on (`None`:
@@ -422,20 +405,13 @@ impl Broker {
         qos: QoS,
         retain: bool,
     ) -> usize {
-        let topic = topic.into();
-        if topic::validate_topic_name(&topic).is_err() {
-            tracing::debug!(%topic, "internal publish with an invalid topic dropped");
-            return 0;
-        }
-        self.publish(Message {
-            topic,
-            payload: payload.into(),
+        self.publish_own(
+            topic.into(),
+            payload.into(),
             qos,
             retain,
-            properties: Properties::default(),
-            expires_at: None,
-            origin: 0,
-        })
+            Durability::Durable,
+        )
     }
 
     /// Publishes a retained QoS 0 message from the gateway that is kept in memory only, never
@@ -447,82 +423,66 @@ impl Broker {
         topic: impl Into<ByteString>,
         payload: impl Into<Bytes>,
     ) -> usize {
-        let topic = topic.into();
+        let (topic, payload) = (topic.into(), payload.into());
+        self.publish_own(topic, payload, QoS::AtMostOnce, true, Durability::Volatile)
+    }
+
+    /// A message of the gateway's own, through [`Router::publish`].
+    fn publish_own(
+        &self,
+        topic: ByteString,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+        durability: Durability,
+    ) -> usize {
         if topic::validate_topic_name(&topic).is_err() {
             tracing::debug!(%topic, "internal publish with an invalid topic dropped");
             return 0;
         }
-        let msg = Arc::new(Message {
+        let msg = Message {
             topic,
-            payload: payload.into(),
-            qos: QoS::AtMostOnce,
-            retain: true,
+            payload,
+            qos,
+            retain,
             properties: Properties::default(),
             expires_at: None,
             origin: 0,
-        });
-        let metrics = &self.inner.metrics;
-        let mut retained = self.inner.retained.write();
-        if msg.payload.is_empty() {
-            if retained.remove(&msg.topic).is_some() {
-                Metrics::sub(&metrics.retained, 1);
-            }
-        } else if retained
-            .insert(msg.topic.clone(), Arc::clone(&msg))
-            .is_none()
-        {
-            Metrics::add(&metrics.retained, 1);
-        }
-        drop(retained);
-        self.route(&msg, &mut Vec::new())
+        };
+        Router::publish(self, Arc::new(msg), durability).routed
     }
 
-    /// Stores or deletes the retained message if `msg.retain`, then routes `msg`.
-    pub(crate) fn publish(&self, msg: Message) -> usize {
-        let msg = Arc::new(msg);
-        if msg.retain {
-            self.retain(&msg);
-        }
-        self.route(&msg, &mut Vec::new())
-    }
-
-    /// Stores, replaces or deletes the retained message on `msg.topic`.
-    pub(crate) fn retain(&self, msg: &Arc<Message>) -> Durable {
+    /// Stores, replaces or deletes the retained message on `msg.topic`; the store is told unless
+    /// `durability` is volatile. `Err` when the store refused it (nothing changed).
+    fn retain(&self, msg: &Arc<Message>, durability: Durability) -> Result<Ticket, StoreError> {
         let metrics = &self.inner.metrics;
+        let durable = durability == Durability::Durable;
         if msg.payload.is_empty() {
             // [MQTT-3.3.1-10]: an empty retained message deletes the retained one.
             if self.inner.retained.write().remove(&msg.topic).is_some() {
                 Metrics::sub(&metrics.retained, 1);
             }
-            Durable {
-                ticket: self.inner.store.retained_deleted(&msg.topic),
-                rejected: false,
-            }
-        } else {
-            let ticket = match self.inner.store.retained_set(msg) {
-                Ok(ticket) => ticket,
-                Err(err) => {
-                    self.store_rejected(&msg.topic, err);
-                    return Durable {
-                        ticket: 0,
-                        rejected: true,
-                    };
-                }
-            };
-            if self
-                .inner
-                .retained
-                .write()
-                .insert(msg.topic.clone(), Arc::clone(msg))
-                .is_none()
-            {
-                Metrics::add(&metrics.retained, 1);
-            }
-            Durable {
-                ticket,
-                rejected: false,
-            }
+            return Ok(if durable {
+                self.inner.store.retained_deleted(&msg.topic)
+            } else {
+                0
+            });
         }
+        let ticket = if durable {
+            self.inner.store.retained_set(msg)?
+        } else {
+            0
+        };
+        if self
+            .inner
+            .retained
+            .write()
+            .insert(msg.topic.clone(), Arc::clone(msg))
+            .is_none()
+        {
+            Metrics::add(&metrics.retained, 1);
+        }
+        Ok(ticket)
     }
 
     /// Counts and logs a change the store refused.
@@ -531,25 +491,23 @@ impl Broker {
         tracing::debug!(%topic, "store refused a durable message: {err}");
     }
 
-    /// Routes `msg` to every matching session; `routes` is a reusable scratch vector. Returns
-    /// how many sessions it went to.
-    pub(crate) fn route(&self, msg: &Arc<Message>, routes: &mut Vec<Route>) -> usize {
-        self.route_durable(msg, routes).0
-    }
-
-    /// [`Broker::route`], also telling what it did to durable state.
-    pub(crate) fn route_durable(
-        &self,
-        msg: &Arc<Message>,
-        routes: &mut Vec<Route>,
-    ) -> (usize, Durable) {
-        let mut durable = Durable::default();
+    /// Delivers `msg` to every matching session.
+    fn route(&self, msg: &Arc<Message>) -> Published {
+        thread_local! {
+            /// Scratch space for the matches of one publication, reused by every publication
+            /// routed on this thread (no allocation per PUBLISH).
+            static ROUTES: std::cell::RefCell<Vec<Route>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let mut routes = ROUTES.with(|r| std::mem::take(&mut *r.borrow_mut()));
         // Read lock only while walking the trie: no `.await`, no session lock inside.
         self.inner
             .subs
             .read()
-            .collect(&msg.topic, msg.origin, routes);
-        let n = routes.len();
+            .collect(&msg.topic, msg.origin, &mut routes);
+        let mut published = Published {
+            routed: routes.len(),
+            ..Published::default()
+        };
         for route in routes.drain(..) {
             let delivery = Delivery {
                 msg: Arc::clone(msg),
@@ -558,15 +516,18 @@ impl Broker {
                 sub_ids: route.sub_ids,
                 store_id: 0,
             };
-            durable.merge(self.deliver(&route.session, delivery));
+            let durable = self.deliver_to(&route.session, delivery);
+            published.ticket = published.ticket.max(durable.ticket);
+            published.rejected |= durable.rejected;
         }
-        (n, durable)
+        ROUTES.with(|r| *r.borrow_mut() = routes);
+        published
     }
 
     /// Puts a delivery into a session's queue and wakes its connection.
     /// QoS 1/2 deliveries to a durable session are recorded in the store first, under the
     /// session lock, so their later acknowledgement is always recorded after them.
-    pub(crate) fn deliver(&self, session: &Session, mut delivery: Delivery) -> Durable {
+    fn deliver_to(&self, session: &Session, mut delivery: Delivery) -> Durable {
         let mut durable = Durable::default();
         let persist = delivery.qos != QoS::AtMostOnce && session.is_durable();
         let online = session.is_online();
@@ -646,7 +607,7 @@ impl Broker {
     }
 
     /// A fresh client identifier for a client that sent an empty one.
-    pub(crate) fn assign_client_id(&self) -> ByteString {
+    fn next_client_id(&self) -> ByteString {
         let n = self.inner.next_key.fetch_add(1, Ordering::Relaxed);
         format!("sb-{:x}-{n:x}", self.inner.boot_id & 0xffff_ffff).into()
     }
@@ -654,7 +615,7 @@ impl Broker {
     /// Attaches a new connection to the session of `client_id`: takes over a live one (the old
     /// connection is kicked and waited for), resumes a stored one unless `clean_start`, or
     /// creates one.
-    pub(crate) async fn attach(
+    async fn attach_session(
         &self,
         client_id: &ByteString,
         clean_start: bool,
@@ -761,7 +722,7 @@ impl Broker {
 
     /// Detaches a closing connection. Publishes the will now, or after its delay; ends the
     /// session now (expiry 0) or arms its expiry timer.
-    pub(crate) fn detach(
+    fn detach_session(
         &self,
         session: &Arc<Session>,
         generation: u64,
@@ -778,7 +739,7 @@ impl Broker {
         if let Some((will, delay)) = will {
             let will = Arc::new(will);
             if delay == 0 || expiry == 0 {
-                self.publish_arc(&will);
+                Router::publish(self, will, Durability::Durable);
             } else {
                 self.delay_will(session, will, delay);
             }
@@ -794,13 +755,6 @@ impl Broker {
             }
         }
         closed.cancel();
-    }
-
-    fn publish_arc(&self, msg: &Arc<Message>) {
-        if msg.retain {
-            self.retain(msg);
-        }
-        self.route(msg, &mut Vec::new());
     }
 
     fn delay_will(&self, session: &Arc<Session>, will: Arc<Message>, delay: u32) {
@@ -826,7 +780,7 @@ impl Broker {
                 () = tokio::time::sleep(delay) => {
                     let will = session.lock().pending_will.take_if(|(t, _)| !t.is_cancelled());
                     if let Some((_, will)) = will {
-                        broker.publish_arc(&will);
+                        Router::publish(&broker, Arc::clone(&will), Durability::Durable);
                         if session.is_durable() {
                             broker.store().will_cleared(&session.client_id);
                         }
@@ -897,7 +851,7 @@ impl Broker {
         }
         if let Some((timer, will)) = will {
             timer.cancel();
-            self.publish_arc(&will);
+            Router::publish(self, will, Durability::Durable);
         }
         Metrics::sub(&self.inner.metrics.sessions, 1);
         if session.is_durable() {
@@ -907,7 +861,7 @@ impl Broker {
     }
 
     /// Adds a subscription to the trie; true when it replaced an existing one.
-    pub(crate) fn subscribe(&self, filter: &str, sub: Subscriber) -> bool {
+    pub(crate) fn trie_insert(&self, filter: &str, sub: Subscriber) -> bool {
         let (group, filter) = split_shared(filter);
         let mut trie = self.inner.subs.write();
         let replaced = trie.insert(group, filter, sub);
@@ -919,7 +873,7 @@ impl Broker {
     }
 
     /// Removes a subscription from the trie; true when there was one.
-    pub(crate) fn unsubscribe(&self, filter: &str, key: u64) -> bool {
+    pub(crate) fn trie_remove(&self, filter: &str, key: u64) -> bool {
         let (group, filter) = split_shared(filter);
         let mut trie = self.inner.subs.write();
         let removed = trie.remove(group, filter, key);
@@ -934,14 +888,116 @@ impl Broker {
         &*self.inner.store
     }
 
-    fn authorizer(&self) -> &dyn Authorizer {
-        &*self.inner.authorizer
+    /// The authorizer, shared with a connection.
+    fn authorizer_arc(&self) -> Arc<dyn Authorizer> {
+        Arc::clone(&self.inner.authorizer)
     }
 
     /// Refreshes the retained `$SYS/broker/...` topics every `sys_interval` seconds until
     /// `shutdown`; returns at once when the interval is 0.
     pub async fn run_sys(&self, shutdown: CancellationToken) {
         sys::run(self, shutdown).await;
+    }
+}
+
+/// The single-node router: the subscription trie, the session registry, the retained map and
+/// the store of this process.
+impl Router for Broker {
+    fn assign_client_id(&self) -> ByteString {
+        self.next_client_id()
+    }
+
+    fn attach<'a>(
+        &'a self,
+        client_id: &'a ByteString,
+        clean_start: bool,
+        expiry: u32,
+    ) -> RouterFuture<'a, Attached> {
+        Box::pin(self.attach_session(client_id, clean_start, expiry))
+    }
+
+    fn detach(&self, session: &Arc<Session>, generation: u64, will: Option<(Message, u32)>) {
+        self.detach_session(session, generation, will);
+    }
+
+    fn subscribe(
+        &self,
+        session: &Arc<Session>,
+        filter: &ByteString,
+        options: &SubscriptionOptions,
+        id: Option<u32>,
+    ) -> Subscribed {
+        let replaced = self.trie_insert(
+            filter,
+            Subscriber {
+                session: Arc::clone(session),
+                qos: options.qos,
+                no_local: options.no_local,
+                retain_as_published: options.retain_as_published,
+                id,
+            },
+        );
+        session.lock().subscriptions.insert(filter.clone());
+        let ticket = if session.is_durable() {
+            self.store()
+                .subscribed(&session.client_id, filter, options, id)
+        } else {
+            0
+        };
+        Subscribed { replaced, ticket }
+    }
+
+    fn unsubscribe(&self, session: &Arc<Session>, filter: &ByteString) -> Option<Ticket> {
+        let existed = session.lock().subscriptions.remove(filter);
+        let removed = self.trie_remove(filter, session.key);
+        if !(existed || removed) {
+            return None;
+        }
+        Some(if session.is_durable() {
+            self.store().unsubscribed(&session.client_id, filter)
+        } else {
+            0
+        })
+    }
+
+    fn publish(&self, msg: Arc<Message>, durability: Durability) -> Published {
+        let mut retained = Published::default();
+        if msg.retain {
+            match self.retain(&msg, durability) {
+                Ok(ticket) => retained.ticket = ticket,
+                Err(err) => {
+                    self.store_rejected(&msg.topic, err);
+                    retained.rejected = true;
+                }
+            }
+        }
+        let mut published = self.route(&msg);
+        published.ticket = published.ticket.max(retained.ticket);
+        published.rejected |= retained.rejected;
+        published
+    }
+
+    fn retained(&self, filter: &str) -> Vec<Arc<Message>> {
+        self.retained_matching(filter)
+    }
+
+    fn deliver(&self, session: &Session, delivery: Delivery) -> Ticket {
+        self.deliver_to(session, delivery).ticket
+    }
+
+    fn record(&self, client_id: &str, change: Change) -> Ticket {
+        let store = self.store();
+        match change {
+            Change::Sent { id, pid } => store.message_sent(client_id, id, pid),
+            Change::Released { id, pid } => store.message_released(client_id, id, pid),
+            Change::Acked { id } => store.message_acked(client_id, id),
+            Change::Qos2Received(pid) => store.qos2_received(client_id, pid),
+            Change::Qos2Released(pid) => store.qos2_released(client_id, pid),
+        }
+    }
+
+    fn committed(&self, ticket: Ticket) -> RouterFuture<'_, ()> {
+        self.store().committed(ticket)
     }
 }
 
