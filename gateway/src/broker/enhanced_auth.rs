@@ -7,8 +7,9 @@
 //! garbled exchange). Any other method gets CONNACK 0x8C. The SCRAM arithmetic is in
 //! [`crate::scram`]; this module only moves packets.
 //!
-//! The result ([`Proven`]) goes to `Conn::accept`: a proven user name becomes the connection's
-//! [`Identity::User`](crate::security::Identity) without a password check.
+//! The result ([`Proven`]) goes to the driver's `accept` (`conn/driver.rs`): a proven user
+//! name becomes the connection's [`Identity::User`](crate::security::Identity) without a
+//! password check.
 
 use std::net::SocketAddr;
 
