@@ -161,6 +161,9 @@ impl Store for GatedStore {
             self.inner.committed(ticket).await;
         })
     }
+    fn lost(&self, from: Ticket, to: Ticket) -> bool {
+        self.inner.lost(from, to)
+    }
     fn on_commit(&self, observe: CommitObserver) {
         self.inner.on_commit(observe);
     }

@@ -129,4 +129,8 @@ pub(crate) trait Router: Send + Sync + fmt::Debug {
 
     /// Completes once every change up to `ticket` is committed.
     fn committed(&self, ticket: Ticket) -> RouterFuture<'_, ()>;
+
+    /// Whether a change with a ticket in `from..=to` was lost (its commit failed); asked once
+    /// [`Router::committed`] resolved for `to`.
+    fn lost(&self, from: Ticket, to: Ticket) -> bool;
 }

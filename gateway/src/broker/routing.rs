@@ -323,6 +323,10 @@ impl Router for Broker {
     fn committed(&self, ticket: Ticket) -> RouterFuture<'_, ()> {
         self.store().committed(ticket)
     }
+
+    fn lost(&self, from: Ticket, to: Ticket) -> bool {
+        self.store().lost(from, to)
+    }
 }
 
 /// Splits `$share/<group>/<filter>` into the group and the filter; other filters have no group.

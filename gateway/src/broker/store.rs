@@ -145,6 +145,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         let _ = ticket;
         Box::pin(std::future::ready(()))
     }
+    /// Whether a change with a ticket in `from..=to` was lost: its commit failed (disk full, I/O
+    /// error). Asked once [`Store::committed`] resolved for `to`; an acknowledgement that
+    /// depends on such a change must not be sent. Stores without commits lose nothing.
+    fn lost(&self, from: Ticket, to: Ticket) -> bool {
+        let _ = (from, to);
+        false
+    }
     /// Installs a callback the store calls with the duration of each commit (for the
     /// `store_commit` latency histogram). Stores without commits ignore it.
     fn on_commit(&self, observe: CommitObserver) {

@@ -71,6 +71,8 @@ pub(crate) enum Close {
     Kicked(Kicked),
     /// The gateway is stopping.
     Shutdown,
+    /// A store commit an acknowledgement depended on failed.
+    StoreFailed,
 }
 
 impl Close {
@@ -81,6 +83,7 @@ impl Close {
             Self::KeepAlive => ReasonCode::KeepAliveTimeout,
             Self::Kicked(why) => why.code(),
             Self::Shutdown => ReasonCode::ServerShuttingDown,
+            Self::StoreFailed => ReasonCode::UnspecifiedError,
         }
     }
 }
@@ -162,13 +165,21 @@ impl Counters {
     }
 }
 
+/// Bytes from `at` on leave only once every change up to `hi` is committed, and not at all
+/// when a change in `lo..=hi` was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mark {
+    at: usize,
+    lo: Ticket,
+    hi: Ticket,
+}
+
 /// Encoded packets waiting for the socket, and the commits they wait for.
 #[derive(Debug, Default)]
 struct Outbox {
     buf: BytesMut,
-    /// (offset into `buf`, ticket): bytes from the offset on leave only after the ticket is
-    /// committed. Offsets and tickets both increase.
-    marks: VecDeque<(usize, Ticket)>,
+    /// Offsets and `hi` tickets both increase.
+    marks: VecDeque<Mark>,
 }
 
 impl Outbox {
@@ -177,32 +188,54 @@ impl Outbox {
         if ticket == 0 {
             return;
         }
+        let at = self.buf.len();
         match self.marks.back_mut() {
-            // Later bytes already wait for an earlier ticket: raising it keeps the order.
-            Some((at, t)) if *at == self.buf.len() => *t = (*t).max(ticket),
-            Some((_, t)) if *t >= ticket => {}
-            _ => self.marks.push_back((self.buf.len(), ticket)),
+            // Later bytes already wait for an earlier ticket: widening the mark keeps the order.
+            Some(m) if m.at == at || m.hi >= ticket => {
+                m.lo = m.lo.min(ticket);
+                m.hi = m.hi.max(ticket);
+            }
+            _ => self.marks.push_back(Mark {
+                at,
+                lo: ticket,
+                hi: ticket,
+            }),
         }
     }
 
-    /// Every change up to `ticket` is committed.
-    fn committed(&mut self, ticket: Ticket) {
-        while self.marks.front().is_some_and(|(_, t)| *t <= ticket) {
+    /// Every change up to `ticket` is committed: releases the marks it covers. `Err(at)` when
+    /// `lost` says a change behind the mark at `at` was lost: nothing from `at` on may leave.
+    fn committed(
+        &mut self,
+        ticket: Ticket,
+        lost: impl Fn(Ticket, Ticket) -> bool,
+    ) -> Result<(), usize> {
+        while let Some(m) = self.marks.front().copied().filter(|m| m.hi <= ticket) {
+            if lost(m.lo, m.hi) {
+                return Err(m.at);
+            }
             self.marks.pop_front();
         }
+        Ok(())
+    }
+
+    /// Drops everything from `at` on (and every mark).
+    fn discard_from(&mut self, at: usize) {
+        self.buf.truncate(at);
+        self.marks.clear();
     }
 
     /// Bytes that may be written now.
     fn ready(&self) -> &[u8] {
-        let end = self.marks.front().map_or(self.buf.len(), |(at, _)| *at);
+        let end = self.marks.front().map_or(self.buf.len(), |m| m.at);
         &self.buf[..end]
     }
 
     /// `n` bytes of [`Outbox::ready`] were written.
     fn advance(&mut self, n: usize) {
         let _ = self.buf.split_to(n);
-        for (at, _) in &mut self.marks {
-            *at -= n;
+        for m in &mut self.marks {
+            m.at -= n;
         }
         if self.buf.is_empty() && self.buf.capacity() > 4 * WRITE_HIGH {
             self.buf = BytesMut::new();
@@ -390,8 +423,15 @@ impl ServerConn {
         }
         if self.v5() {
             let mut disconnect = Disconnect::new(why.code());
-            if let Close::Violation(v) = &why {
-                disconnect.properties.reason_string = Some(v.to_string().into());
+            match &why {
+                Close::Violation(v) => {
+                    disconnect.properties.reason_string = Some(v.to_string().into());
+                }
+                Close::StoreFailed => {
+                    disconnect.properties.reason_string =
+                        Some("the store could not commit: not acknowledged".into());
+                }
+                _ => {}
             }
             self.send(Packet::Disconnect(disconnect));
         }
@@ -416,12 +456,20 @@ impl ServerConn {
 
     /// The ticket the next bytes to write wait for, if they wait.
     pub(crate) fn waiting_for(&self) -> Option<Ticket> {
-        self.out.marks.front().map(|(_, t)| *t)
+        self.out.marks.front().map(|m| m.hi)
     }
 
-    /// The store committed every change up to `ticket`.
+    /// The store committed every change up to `ticket`, or failed to: an acknowledgement that
+    /// depends on a lost change is never sent. What was encoded from it on is dropped and the
+    /// connection closes (v5: DISCONNECT 0x80); the client sends its unacknowledged messages
+    /// again after reconnecting, and the session's deliveries are sent again then.
     pub(crate) fn committed(&mut self, ticket: Ticket) {
-        self.out.committed(ticket);
+        let router = Arc::clone(&self.link.router);
+        if let Err(at) = self.out.committed(ticket, |lo, hi| router.lost(lo, hi)) {
+            tracing::error!(client_id = %self.peer.client_id, "a store commit failed: closing the connection without acknowledging");
+            self.out.discard_from(at);
+            self.close(Close::StoreFailed);
+        }
     }
 
     /// Whether the driver should read more input: open, and not too much left to write.
@@ -448,6 +496,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_lost_change_keeps_everything_behind_its_mark() {
+        let mut out = Outbox::default();
+        out.buf.extend_from_slice(b"ok");
+        out.hold(4);
+        out.buf.extend_from_slice(b"ack");
+        // An older ticket behind a newer mark widens it: its loss must hold the ack too.
+        out.hold(2);
+        out.buf.extend_from_slice(b"ack2");
+        assert_eq!(out.committed(4, |lo, hi| lo <= 2 && 2 <= hi), Err(2));
+        out.discard_from(2);
+        assert_eq!(out.ready(), b"ok");
+        assert!(out.marks.is_empty());
+    }
+
+    fn none(_: Ticket, _: Ticket) -> bool {
+        false
+    }
+
+    #[test]
     fn outbox_holds_bytes_behind_uncommitted_tickets() {
         let mut out = Outbox::default();
         out.buf.extend_from_slice(b"ab");
@@ -460,13 +527,13 @@ mod tests {
         assert_eq!(out.ready(), b"ab");
         out.advance(1);
         assert_eq!(out.ready(), b"b");
-        out.committed(4);
+        out.committed(4, none).unwrap();
         assert_eq!(out.ready(), b"b");
-        out.committed(5);
+        out.committed(5, none).unwrap();
         assert_eq!(out.ready(), b"bcdef");
         out.advance(5);
         assert_eq!(out.ready(), b"");
-        out.committed(7);
+        out.committed(7, none).unwrap();
         assert_eq!(out.ready(), b"gh");
     }
 
@@ -476,9 +543,9 @@ mod tests {
         out.hold(2);
         out.hold(9);
         out.buf.extend_from_slice(b"x");
-        out.committed(2);
+        out.committed(2, none).unwrap();
         assert_eq!(out.ready(), b"");
-        out.committed(9);
+        out.committed(9, none).unwrap();
         assert_eq!(out.ready(), b"x");
     }
 }

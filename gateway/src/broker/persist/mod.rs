@@ -122,6 +122,9 @@ const WILLS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("wills
 
 const SCHEMA: u64 = 1;
 /// Least time between two measurements of the store's size (they walk the b-trees).
+/// Failed commits remembered one by one (see `Shared::lost`).
+const LOST_RANGES: usize = 64;
+
 const SIZE_CHECK: Duration = Duration::from_secs(1);
 
 /// One change, queued for the writer thread.
@@ -199,6 +202,9 @@ struct Shared {
     committed: tokio::sync::watch::Sender<u64>,
     /// Over `max_bytes`: new messages are refused.
     full: AtomicBool,
+    /// Ticket ranges `(after, upto]` whose commit failed, newest last (at most [`LOST_RANGES`];
+    /// older ones merge into the first, which errs on the side of refusing).
+    lost: Mutex<Vec<(u64, u64)>>,
     /// Told how long each commit took; set once by the broker.
     observe: std::sync::OnceLock<CommitObserver>,
 }
@@ -277,6 +283,7 @@ impl RedbStore {
             wake: Condvar::new(),
             committed,
             full: AtomicBool::new(false),
+            lost: Mutex::new(Vec::new()),
             observe: std::sync::OnceLock::new(),
         });
         let interval = match config.durability {
@@ -484,6 +491,12 @@ impl Store for RedbStore {
         Box::pin(async move {
             let _ = rx.wait_for(|c| *c >= ticket).await;
         })
+    }
+
+    fn lost(&self, from: Ticket, to: Ticket) -> bool {
+        lock(&self.shared.lost)
+            .iter()
+            .any(|&(after, upto)| from <= upto && to > after)
     }
 
     fn on_commit(&self, observe: CommitObserver) {

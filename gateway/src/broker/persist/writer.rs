@@ -11,6 +11,8 @@ pub(super) fn write_loop(
     max_bytes: u64,
 ) {
     let mut last_size_check: Option<Instant> = None;
+    // The last ticket of the previous batch.
+    let mut previous = 0;
     loop {
         let (ops, last, closed) = {
             let mut q = lock(&shared.queue);
@@ -53,12 +55,22 @@ pub(super) fn write_loop(
                     }
                 }
                 Ok(None) => {}
-                Err(err) => tracing::error!(
-                    "store {}: commit failed, these changes are lost: {err}",
-                    path.display()
-                ),
+                Err(err) => {
+                    tracing::error!(
+                        "store {}: commit failed, these changes are lost and not acknowledged: {err}",
+                        path.display()
+                    );
+                    // Recorded before `committed` moves past them, so every waiter sees it.
+                    let mut lost = lock(&shared.lost);
+                    lost.push((previous, last));
+                    if lost.len() > LOST_RANGES {
+                        let (merged, _) = lost.remove(0);
+                        lost[0].0 = merged;
+                    }
+                }
             }
         }
+        previous = last;
         shared.committed.send_replace(last);
         if closed {
             return;

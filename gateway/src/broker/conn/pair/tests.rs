@@ -242,6 +242,9 @@ impl Router for Gated {
         self.inner.record(client_id, change);
         self.ticket()
     }
+    fn lost(&self, from: Ticket, to: Ticket) -> bool {
+        self.inner.lost(from, to)
+    }
     fn committed(&self, ticket: Ticket) -> RouterFuture<'_, ()> {
         let mut released = self.released.subscribe();
         Box::pin(async move {
