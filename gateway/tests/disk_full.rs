@@ -128,7 +128,10 @@ async fn a_failed_commit_is_never_acknowledged_and_what_was_is_kept() {
         p.qos_pid = QosPid::AtLeastOnce(std::num::NonZeroU16::new(n as u16).unwrap());
         conn.send(Packet::Publish(p)).await;
         match conn.recv().await {
-            Some(Packet::PubAck(PubAck { code, .. })) if code == ReasonCode::Success => {
+            Some(Packet::PubAck(PubAck {
+                code: ReasonCode::Success,
+                ..
+            })) => {
                 acked.insert(n);
             }
             other => {
