@@ -148,6 +148,9 @@ impl Store for GatedStore {
     fn will_delayed(&self, client_id: &str, will: &Message, at: SystemTime) -> Ticket {
         self.inner.will_delayed(client_id, will, at)
     }
+    fn will_armed(&self, client_id: &str, will: &Message, delay: u32) -> Ticket {
+        self.inner.will_armed(client_id, will, delay)
+    }
     fn will_cleared(&self, client_id: &str) -> Ticket {
         self.inner.will_cleared(client_id)
     }

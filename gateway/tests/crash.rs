@@ -366,3 +366,97 @@ async fn acknowledged_messages_survive_sigkill() {
         "too little load to mean anything"
     );
 }
+
+/// A clean-session v5 connection with a will on `wills/<name>`; CONNACK read.
+async fn with_will(addr: SocketAddr, name: &str) -> Conn {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let mut decoder = Decoder::new(u32::MAX);
+    decoder.set_version(ProtocolVersion::V5);
+    let mut conn = Conn {
+        stream,
+        decoder,
+        buf: BytesMut::new(),
+    };
+    let mut connect = Connect::new(ProtocolVersion::V5, name);
+    connect.will = Some(switchboard_mqtt::LastWill {
+        topic: format!("wills/{name}").into(),
+        payload: format!("{name} offline").into_bytes().into(),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    conn.send(Packet::Connect(Box::new(connect))).await.unwrap();
+    assert!(matches!(conn.recv().await.unwrap(), Packet::ConnAck(a) if !a.code.is_error()));
+    conn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// [MQTT-3.1.2-8]: a process that dies closes every connection without a DISCONNECT, so the
+/// will of a client connected at a `kill -9` is published after the restart; the will of a
+/// client that disconnected normally before it is not.
+async fn the_will_of_a_client_connected_at_a_kill_is_published_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = start(dir.path(), "127.0.0.1:0");
+    let mut watcher = reconnect(addr, "will-watcher").await;
+    watcher
+        .send(Packet::Subscribe(Subscribe {
+            pid: PacketId::new(1).unwrap(),
+            filters: vec![("wills/#".into(), SubscriptionOptions::qos(QoS::AtLeastOnce))],
+            properties: Default::default(),
+        }))
+        .await
+        .unwrap();
+    assert!(matches!(watcher.recv().await.unwrap(), Packet::SubAck(_)));
+    let _connected = with_will(addr, "plug").await;
+    let mut leaving = with_will(addr, "lamp").await;
+    leaving
+        .send(Packet::Disconnect(Default::default()))
+        .await
+        .unwrap();
+    // The server closes its side once the session is detached (the will withdrawn in the store).
+    let eof = tokio::time::timeout(STEP, leaving.recv())
+        .await
+        .expect("closed in time");
+    assert!(eof.is_err(), "{eof:?}");
+    // A QoS 1 retained message acknowledged after that: its commit comes after the withdrawal.
+    let mut sync = Publish::new("sync/marker", "x");
+    sync.retain = true;
+    sync.qos_pid = QosPid::AtLeastOnce(PacketId::new(2).unwrap());
+    watcher.send(Packet::Publish(sync)).await.unwrap();
+    assert!(matches!(watcher.recv().await.unwrap(), Packet::PubAck(_)));
+
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let (mut child, _) = start(dir.path(), &addr.to_string());
+    let mut watcher = reconnect(addr, "will-watcher").await;
+    let mut marker = reconnect(addr, "will-marker").await;
+    let mut end = Publish::new("wills/zz-end", "end");
+    end.qos_pid = QosPid::AtLeastOnce(PacketId::new(1).unwrap());
+    marker.send(Packet::Publish(end)).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(STEP, async {
+        loop {
+            match watcher.recv().await.unwrap() {
+                Packet::Publish(p) => {
+                    if let QosPid::AtLeastOnce(pid) = p.qos_pid {
+                        watcher
+                            .send(Packet::PubAck(PubAck::new(pid)))
+                            .await
+                            .unwrap();
+                    }
+                    let text = String::from_utf8_lossy(&p.payload).into_owned();
+                    if text == "end" {
+                        return;
+                    }
+                    got.push(text);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the marker arrives");
+    assert_eq!(got, ["plug offline"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -112,6 +112,13 @@ impl Broker {
             Router::publish(self, Arc::new(will), Durability::Durable);
             self.inner.store.will_cleared(&session.client_id);
         }
+        // [MQTT-3.1.2-8]: the network connection of these clients closed without a DISCONNECT
+        // (the process died); their sessions ended with it, so the will goes out now.
+        for (client_id, will) in restored.wills {
+            tracing::info!(%client_id, topic = %will.topic, "publishing the will of a connection that was up when the gateway stopped");
+            Router::publish(self, Arc::new(will), Durability::Durable);
+            self.inner.store.will_cleared(&client_id);
+        }
         for session in due_sessions {
             self.end_if_idle(&session);
         }
@@ -248,21 +255,30 @@ impl Broker {
         generation: u64,
         will: Option<(Message, u32)>,
     ) {
-        let (closed, expiry) = {
+        let (closed, expiry, armed) = {
             let mut state = session.lock();
             let Some(slot) = state.conn.take_if(|c| c.generation == generation) else {
                 return;
             };
             session.set_online(false);
-            (slot.closed, state.expiry_interval)
+            let armed = std::mem::take(&mut state.will_armed);
+            (slot.closed, state.expiry_interval, armed)
         };
-        if let Some((will, delay)) = will {
-            let will = Arc::new(will);
-            if delay == 0 || expiry == 0 {
-                Router::publish(self, will, Durability::Durable);
-            } else {
-                self.delay_will(session, will, delay);
+        match will {
+            Some((will, delay)) if delay > 0 && expiry > 0 => {
+                // Replaces the armed record with the delayed one.
+                self.delay_will(session, Arc::new(will), delay);
             }
+            Some((will, _)) => {
+                Router::publish(self, Arc::new(will), Durability::Durable);
+                if armed {
+                    self.store().will_cleared(&session.client_id);
+                }
+            }
+            None if armed => {
+                self.store().will_cleared(&session.client_id);
+            }
+            None => {}
         }
         if expiry == 0 {
             self.end_if_idle(session);

@@ -89,12 +89,14 @@ pub(crate) trait Router: Send + Sync + fmt::Debug {
 
     /// Attaches a new connection to the session of `client_id`: takes over a live one (the old
     /// connection is told to leave and waited for), resumes a stored one unless `clean_start`,
-    /// or creates one. `expiry` is the session expiry interval in force (seconds).
+    /// or creates one. `expiry` is the session expiry interval in force (seconds). The will
+    /// (and its delay) is recorded so that it is published even if the process dies.
     fn attach<'a>(
         &'a self,
         client_id: &'a ByteString,
         clean_start: bool,
         expiry: u32,
+        will: Option<&'a (Message, u32)>,
     ) -> RouterFuture<'a, Attached>;
 
     /// Detaches a closing connection (`generation`), publishing `will` now or after its delay

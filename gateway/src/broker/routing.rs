@@ -236,8 +236,17 @@ impl Router for Broker {
         client_id: &'a ByteString,
         clean_start: bool,
         expiry: u32,
+        will: Option<&'a (Message, u32)>,
     ) -> RouterFuture<'a, Attached> {
-        Box::pin(self.attach_session(client_id, clean_start, expiry))
+        Box::pin(async move {
+            let mut attached = self.attach_session(client_id, clean_start, expiry).await;
+            if let Some((will, delay)) = will {
+                let ticket = self.store().will_armed(client_id, will, *delay);
+                attached.ticket = attached.ticket.max(ticket);
+                attached.session.lock().will_armed = true;
+            }
+            attached
+        })
     }
 
     fn detach(&self, session: &Arc<Session>, generation: u64, will: Option<(Message, u32)>) {

@@ -175,6 +175,8 @@ pub(crate) struct SessionState {
     pub(crate) expiry: Option<CancellationToken>,
     /// A will waiting for its delay; cancelling the token withdraws it.
     pub(crate) pending_will: Option<(CancellationToken, Arc<Message>)>,
+    /// The live connection's will is recorded in the store (cleared when it goes normally).
+    pub(crate) will_armed: bool,
 }
 
 impl SessionState {

@@ -130,6 +130,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         let _ = (client_id, will, at);
         0
     }
+    /// A connection with a will is up: should the process die, the will is published after
+    /// `delay` seconds from the restart ([`Restored::wills`], or the session's will).
+    fn will_armed(&self, client_id: &str, will: &Message, delay: u32) -> Ticket {
+        let _ = (client_id, will, delay);
+        0
+    }
     /// The delayed will of `client_id` was published or withdrawn.
     fn will_cleared(&self, client_id: &str) -> Ticket {
         let _ = client_id;
@@ -186,6 +192,9 @@ pub struct Restored {
     pub retained: Vec<Message>,
     /// Sessions, in no particular order.
     pub sessions: Vec<RestoredSession>,
+    /// Wills of connections that were up when the process died and have no session in the
+    /// store (clean sessions): client id and message, published at once after the restore.
+    pub wills: Vec<(ByteString, Message)>,
 }
 
 /// A durable session read back from the store.
@@ -204,7 +213,7 @@ pub struct RestoredSession {
     pub messages: Vec<RestoredDelivery>,
     /// Incoming QoS 2 packet identifiers awaiting PUBREL.
     pub incoming_qos2: Vec<u16>,
-    /// A delayed will and when it is due.
+    /// A delayed will (or the will of a connection that was up at a crash) and when it is due.
     pub will: Option<(Message, SystemTime)>,
 }
 

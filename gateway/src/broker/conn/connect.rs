@@ -124,7 +124,7 @@ pub(crate) struct Terms {
     keep_alive: u16,
     /// v5: the keep alive the server imposes, when it differs.
     server_keep_alive: Option<u16>,
-    will: Option<Box<(Message, u32)>>,
+    pub(crate) will: Option<Box<(Message, u32)>>,
     pub(crate) clean_start: bool,
 }
 

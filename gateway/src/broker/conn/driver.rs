@@ -263,7 +263,12 @@ async fn accept<W: AsyncWrite + Unpin>(
     };
     let attached = link
         .router
-        .attach(&terms.client_id, terms.clean_start, terms.expiry)
+        .attach(
+            &terms.client_id,
+            terms.clean_start,
+            terms.expiry,
+            terms.will.as_deref(),
+        )
         .await;
     let arrival = Arrival {
         addr: peer,

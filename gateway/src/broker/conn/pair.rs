@@ -150,7 +150,12 @@ impl Pair {
             .expect("CONNECT terms");
         let attached: Attached = link
             .router
-            .attach(&terms.client_id, terms.clean_start, terms.expiry)
+            .attach(
+                &terms.client_id,
+                terms.clean_start,
+                terms.expiry,
+                terms.will.as_deref(),
+            )
             .await;
         let arrival = Arrival {
             addr: PEER,

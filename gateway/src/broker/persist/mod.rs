@@ -122,6 +122,10 @@ const WILLS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("wills
 
 const SCHEMA: u64 = 1;
 /// Least time between two measurements of the store's size (they walk the b-trees).
+/// In a will record's due time: the will of a live connection, due its delay (the low bits, in
+/// seconds) after a restart.
+const ARMED: u64 = 1 << 63;
+
 /// Failed commits remembered one by one (see `Shared::lost`).
 const LOST_RANGES: usize = 64;
 
@@ -471,6 +475,15 @@ impl Store for RedbStore {
 
     fn will_delayed(&self, client_id: &str, will: &Message, at: SystemTime) -> Ticket {
         let mut value = unix_ms(at).to_le_bytes().to_vec();
+        encode_message(will, &mut value);
+        self.push(Op::Will {
+            cid: client_id.to_owned(),
+            value,
+        })
+    }
+
+    fn will_armed(&self, client_id: &str, will: &Message, delay: u32) -> Ticket {
+        let mut value = (ARMED | u64::from(delay)).to_le_bytes().to_vec();
         encode_message(will, &mut value);
         self.push(Op::Will {
             cid: client_id.to_owned(),

@@ -144,19 +144,37 @@ pub(super) fn read_tables(
             session.incoming_qos2.push(entry?.0.value().1);
         }
         if let Some(value) = wills.get(cid)? {
-            let v = value.value();
-            let at = v
-                .get(..8)
-                .and_then(|b| b.try_into().ok())
-                .map(|b| UNIX_EPOCH + Duration::from_millis(u64::from_le_bytes(b)));
-            match (at, v.get(8..).and_then(decode_message)) {
-                (Some(at), Some(msg)) => session.will = Some((msg, at)),
-                _ => tracing::error!(client_id = cid, "undecodable delayed will skipped"),
+            match decode_will(value.value()) {
+                Some(will) => session.will = Some(will),
+                None => tracing::error!(client_id = cid, "undecodable delayed will skipped"),
             }
         }
         restored.sessions.push(session);
     }
+    // Wills of clean sessions whose connection was up when the process died.
+    for entry in wills.iter()? {
+        let (cid, value) = entry?;
+        let cid = cid.value();
+        if restored.sessions.iter().any(|s| &*s.client_id == cid) {
+            continue;
+        }
+        match decode_will(value.value()) {
+            Some((msg, _)) => restored.wills.push((ByteString::from(cid), msg)),
+            None => tracing::error!(client_id = cid, "undecodable will skipped"),
+        }
+    }
     Ok(restored)
+}
+
+/// A will record: due time (unix ms, or [`ARMED`] with the delay) and the message.
+fn decode_will(v: &[u8]) -> Option<(Message, SystemTime)> {
+    let due = u64::from_le_bytes(v.get(..8)?.try_into().ok()?);
+    let at = if due & ARMED != 0 {
+        SystemTime::now() + Duration::from_secs(due & !ARMED)
+    } else {
+        UNIX_EPOCH + Duration::from_millis(due)
+    };
+    Some((decode_message(v.get(8..)?)?, at))
 }
 
 pub(super) fn decode_delivery(id: u64, v: &[u8]) -> Option<RestoredDelivery> {

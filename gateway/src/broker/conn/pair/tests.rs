@@ -202,8 +202,9 @@ impl Router for Gated {
         client_id: &'a ByteString,
         clean_start: bool,
         expiry: u32,
+        will: Option<&'a (Message, u32)>,
     ) -> RouterFuture<'a, Attached> {
-        self.inner.attach(client_id, clean_start, expiry)
+        self.inner.attach(client_id, clean_start, expiry, will)
     }
     fn detach(&self, session: &Arc<Session>, generation: u64, will: Option<(Message, u32)>) {
         self.inner.detach(session, generation, will);
