@@ -353,3 +353,91 @@ async fn the_client_state_machine_authenticates_with_scram() {
     );
     gw.stop().await;
 }
+
+/// A full SCRAM login as `user` with client id `client_id`.
+async fn scram_login(
+    addr: std::net::SocketAddr,
+    client_id: &str,
+    user: &str,
+    password: &str,
+) -> Client {
+    let nonce = format!("nonce-{client_id}");
+    let bare = format!("n={user},r={nonce}");
+    let mut client = Client::raw(addr, V5).await;
+    client
+        .send(Packet::Connect(Box::new(scram_connect(
+            client_id,
+            METHOD,
+            &format!("n,,{bare}"),
+        ))))
+        .await;
+    let Packet::Auth(auth) = client.recv().await else {
+        panic!("expected AUTH")
+    };
+    let server_first =
+        String::from_utf8(auth.properties.authentication_data.unwrap().to_vec()).unwrap();
+    let (final_msg, _) = client_final(password, &bare, &server_first);
+    client.send(auth_continue(&final_msg)).await;
+    assert_eq!(connack(&mut client).await.code, ReasonCode::Success);
+    client
+}
+
+#[tokio::test]
+/// A SIGHUP that reloads a SCRAM credential file without a user cuts that user's open
+/// connection (v5: DISCONNECT 0x87); a user whose credential did not change stays connected.
+async fn a_user_removed_from_the_scram_file_is_cut_on_reload() {
+    let gw = Gateway::start(true).await;
+    // Both users in the file; the file for the second reload keeps lamp's line as it is
+    // (`add_user` salts afresh, so the line is copied) and drops plug.
+    switchboard::scram::add_user(&gw.scram_file, "lamp", "l4mp").unwrap();
+    let other = gw.scram_file.with_file_name("scram.new");
+    let current = std::fs::read_to_string(&gw.scram_file).unwrap();
+    let lamp_line = current.lines().find(|l| l.starts_with("lamp:")).unwrap();
+    std::fs::write(&other, format!("{lamp_line}\n")).unwrap();
+    // The gateway read the file at start (plug only): reload once, until lamp can log in.
+    let hup = || {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &std::process::id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    hup();
+    let lamp = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let nonce = "probe";
+            let bare = format!("n=lamp,r={nonce}");
+            let mut c = Client::raw(gw.addr, V5).await;
+            c.send(Packet::Connect(Box::new(scram_connect(
+                "probe",
+                METHOD,
+                &format!("n,,{bare}"),
+            ))))
+            .await;
+            if let Packet::Auth(auth) = c.recv().await {
+                let sf = String::from_utf8(auth.properties.authentication_data.unwrap().to_vec())
+                    .unwrap();
+                let (f, _) = client_final("l4mp", &bare, &sf);
+                c.send(auth_continue(&f)).await;
+                if connack(&mut c).await.code == ReasonCode::Success {
+                    c.disconnect().await;
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    lamp.expect("lamp can log in after the first reload");
+    let mut plug = scram_login(gw.addr, "plug-conn", "plug", "s3cret").await;
+    let mut lamp = scram_login(gw.addr, "lamp-conn", "lamp", "l4mp").await;
+
+    // Now the file loses plug; lamp's line stays as it was.
+    std::fs::rename(&other, &gw.scram_file).unwrap();
+    hup();
+    let disconnect = plug.closed().await.expect("DISCONNECT");
+    assert_eq!(disconnect.code, ReasonCode::NotAuthorized);
+    lamp.ping().await;
+    lamp.disconnect().await;
+    gw.stop().await;
+}

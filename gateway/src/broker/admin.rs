@@ -174,7 +174,9 @@ impl Broker {
                 kick: kick.clone(),
             },
         );
-        if let Err(why) = self.security().recheck().login(login) {
+        let scram = self.scram_credentials();
+        let revoked = self.security().recheck().login(login).err();
+        if let Some(why) = revoked.or_else(|| login.scram_revoked(scram.as_deref())) {
             kick.kick(Kicked::Revoked(why));
         }
     }
@@ -285,13 +287,17 @@ impl Broker {
     /// so each connection is checked against the new rules by one or the other.
     pub fn cut_revoked(&self) -> usize {
         let check = self.security().recheck();
+        let scram = self.scram_credentials();
         let cut: Vec<(Kick, Kicked)> = self
             .inner
             .clients
             .lock()
             .values()
             .filter_map(|live| {
-                let why = check.login(&live.login).err()?;
+                let why = check
+                    .login(&live.login)
+                    .err()
+                    .or_else(|| live.login.scram_revoked(scram.as_deref()))?;
                 Some((live.kick.clone(), Kicked::Revoked(why)))
             })
             .collect();

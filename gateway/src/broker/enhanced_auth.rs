@@ -31,6 +31,8 @@ pub(super) struct Proven {
     pub(super) username: Option<String>,
     /// Authentication Method and Data for the CONNACK (the SCRAM server-final-message).
     pub(super) connack: Option<(ByteString, Bytes)>,
+    /// The SCRAM credential the user proved (re-checked when the credential file is reloaded).
+    pub(super) scram: Option<crate::scram::Credential>,
 }
 
 /// Runs enhanced authentication when the CONNECT asks for it. `None` when the connection was
@@ -56,6 +58,7 @@ where
     let mut proven = Proven {
         username: meta.cert_cn.clone(),
         connack: None,
+        scram: None,
     };
     let method = match &connect.properties.authentication_method {
         Some(method) if connect.protocol.is_v5() => method.clone(),
@@ -139,6 +142,7 @@ where
     match exchange.finish(&client_final) {
         Ok(success) => {
             tracing::debug!(%peer, user = %success.username, "SCRAM-SHA-256 authentication succeeded");
+            proven.scram = credentials.get(&success.username).cloned();
             proven.username = Some(success.username);
             proven.connack = Some((method, Bytes::from(success.server_final)));
             Some(proven)

@@ -268,9 +268,11 @@ impl Broker {
     }
 
     /// Uses `credentials` for SCRAM-SHA-256 enhanced authentication from now on (`None`:
-    /// SCRAM is refused with CONNACK 0x8C). Connections already authenticated are not affected.
+    /// SCRAM is refused with CONNACK 0x8C). Open connections of users that were removed, or
+    /// whose password changed, are cut (v5: DISCONNECT 0x87).
     pub fn set_scram_credentials(&self, credentials: Option<Arc<crate::scram::Credentials>>) {
         *self.inner.scram.write() = credentials;
+        self.cut_revoked();
     }
 
     /// The SCRAM credentials in force.

@@ -108,9 +108,12 @@ enum Basis {
     Anonymous { loopback: bool },
     /// A password verified against this hash from the password file.
     Password(PasswordHash),
-    /// Proven outside the password file (SCRAM exchange, TLS client certificate): not
-    /// re-checked against it.
+    /// Proven outside the password file by a verified TLS client certificate: not re-checked
+    /// against it.
     Proven,
+    /// Proven by a SCRAM-SHA-256 exchange against this credential: re-checked against the SCRAM
+    /// credential file when it is reloaded ([`Login::scram_revoked`]).
+    Scram(Box<crate::scram::Credential>),
     /// A token, verified with the key of this fingerprint.
     Token { key: [u8; 32] },
 }
@@ -127,10 +130,37 @@ impl Login {
         }
     }
 
+    /// A user proven by a SCRAM-SHA-256 exchange against `credential`.
+    #[must_use]
+    pub fn scram(user: impl Into<String>, credential: crate::scram::Credential) -> Self {
+        Self {
+            identity: Identity::User(user.into()),
+            basis: Basis::Scram(Box::new(credential)),
+        }
+    }
+
     /// Who the connection is.
     #[must_use]
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// Why a SCRAM login is no longer valid under `credentials` (the user was removed or its
+    /// password changed); `None` for a valid one and for logins of every other kind.
+    #[must_use]
+    pub fn scram_revoked(
+        &self,
+        credentials: Option<&crate::scram::Credentials>,
+    ) -> Option<Revoked> {
+        let Basis::Scram(proven) = &self.basis else {
+            return None;
+        };
+        let user = self.identity.acl_user()?;
+        match credentials.and_then(|c| c.get(user)) {
+            None => Some(Revoked::UserRemoved),
+            Some(current) if current != proven.as_ref() => Some(Revoked::PasswordChanged),
+            Some(_) => None,
+        }
     }
 }
 
@@ -174,7 +204,7 @@ impl Recheck {
     /// Why the login is no longer valid.
     pub fn login(&self, login: &Login) -> Result<(), Revoked> {
         match (&login.basis, &login.identity) {
-            (Basis::Proven, _) => Ok(()),
+            (Basis::Proven | Basis::Scram(_), _) => Ok(()),
             (Basis::Anonymous { loopback }, _) => {
                 let users = self.rules.users.as_ref().filter(|u| !u.is_empty());
                 if self.allow_anonymous || (users.is_none() && *loopback) {

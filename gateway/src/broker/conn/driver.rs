@@ -236,9 +236,10 @@ async fn accept<W: AsyncWrite + Unpin>(
         return None;
     }
     // A user name proven by SCRAM or a client certificate needs no password.
-    let login = match proven.username.clone() {
-        Some(user) => Login::proven(user),
-        None => match authenticate(broker, &connect, peer, transport, meta).await {
+    let login = match (proven.username.clone(), proven.scram) {
+        (Some(user), Some(credential)) => Login::scram(user, credential),
+        (Some(user), None) => Login::proven(user),
+        (None, _) => match authenticate(broker, &connect, peer, transport, meta).await {
             Ok(login) => login,
             Err(code) => {
                 // Back-off per source address: each consecutive failure waits longer before
