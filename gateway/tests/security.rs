@@ -720,6 +720,53 @@ async fn handshake_limit() {
     gw.stop().await;
 }
 
+/// One address cannot hold every handshake slot: it gets at most three quarters of
+/// `max_handshakes`, so a client from another address still connects while it holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_handshake_slot() {
+    use tokio::io::AsyncWriteExt as _;
+    let gw = Gateway::start(|c| {
+        quick(c);
+        c.limits.max_handshakes = 8;
+    })
+    .await;
+    let from = |ip: &str| {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        let mqtt = gw.mqtt;
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(std::net::SocketAddr::new(ip, 0)).unwrap();
+            socket.connect(mqtt).await.unwrap()
+        }
+    };
+    // Eight silent half CONNECTs from 127.0.0.2; the server holds six of them.
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        let mut s = from("127.0.0.2").await;
+        s.write_all(&[0x10]).await.unwrap();
+        silent.push(s);
+    }
+    let mut cut = 0;
+    // Wait until the gateway has handled all eight (two of them closed at once).
+    for s in &mut silent {
+        let mut b = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::io::AsyncReadExt::read(s, &mut b),
+        )
+        .await
+        {
+            cut += 1;
+        }
+    }
+    assert_eq!(cut, 2, "two of eight from one address cut");
+    // A client from 127.0.0.3 still gets its CONNACK.
+    let mut legit = Mq::new(from("127.0.0.3").await, V5);
+    legit.connect(connect_packet(V5, "legit", None, None)).await;
+    drop(silent);
+    gw.stop().await;
+}
+
 /// `publish_rate`: a client publishing faster than the rate (beyond the burst) is
 /// disconnected: v5 DISCONNECT 0x96, 3.1.1 closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -257,6 +257,13 @@ pub struct ConnectionMeta {
     pub cert_cn: Option<String>,
 }
 
+/// A connection's place among those still in CONNECT; dropping it frees the place.
+#[derive(Debug)]
+pub struct Handshake {
+    _address: AddressGuard,
+    _permit: OwnedSemaphorePermit,
+}
+
 /// Everything authentication looks at.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectInfo<'a> {
@@ -325,6 +332,8 @@ pub struct Security {
     /// Connections that have not finished CONNECT; a permit lives in the connection task until
     /// its CONNACK is written.
     handshakes: Arc<Semaphore>,
+    /// Connections in CONNECT per source address.
+    handshakes_per_address: Arc<limits::AddressCounts>,
 }
 
 impl Security {
@@ -379,6 +388,7 @@ impl Security {
             backoff,
             per_address: Arc::default(),
             handshakes,
+            handshakes_per_address: Arc::default(),
         }
     }
 
@@ -427,10 +437,20 @@ impl Security {
         &self.limits
     }
 
-    /// A handshake slot, or `None` when `max_handshakes` connections are still in CONNECT.
+    /// A handshake slot for a connection from `ip`, or `None` when `max_handshakes`
+    /// connections are still in CONNECT, or three quarters of them from `ip` already: the
+    /// per-address share is taken first, so one address cannot hold every slot while clients
+    /// from elsewhere are turned away.
     #[must_use]
-    pub fn try_handshake(&self) -> Option<OwnedSemaphorePermit> {
-        Arc::clone(&self.handshakes).try_acquire_owned().ok()
+    pub fn try_handshake(&self, ip: IpAddr) -> Option<Handshake> {
+        let max = self.limits.max_handshakes.max(1);
+        let share = (max - max / 4).max(1);
+        let address = self.handshakes_per_address.enter(ip, share)?;
+        let permit = Arc::clone(&self.handshakes).try_acquire_owned().ok()?;
+        Some(Handshake {
+            _address: address,
+            _permit: permit,
+        })
     }
 
     /// A per-address connection slot, or `None` when `ip` has `max_connections_per_address`

@@ -58,7 +58,7 @@ pub(in crate::broker) async fn serve<S>(
         tracing::debug!(%peer, "per-address connection limit reached, closing");
         return;
     };
-    let Some(handshake) = broker.security().try_handshake() else {
+    let Some(handshake) = broker.security().try_handshake(peer.ip()) else {
         tracing::debug!(%peer, "too many connections in CONNECT, closing");
         return;
     };
