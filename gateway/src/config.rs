@@ -81,6 +81,9 @@ pub struct LimitsConfig {
     pub login_backoff_ms: u64,
     /// Longest failed-login delay, in milliseconds.
     pub login_backoff_max_ms: u64,
+    /// Most subscriptions one session may hold (0: no limit); a SUBSCRIBE beyond it gets
+    /// 0x97 Quota exceeded (3.1.1: 0x80) for each new filter.
+    pub max_subscriptions: usize,
 }
 
 impl Default for LimitsConfig {
@@ -92,6 +95,7 @@ impl Default for LimitsConfig {
             publish_burst: 1000,
             login_backoff_ms: 250,
             login_backoff_max_ms: 10_000,
+            max_subscriptions: 1000,
         }
     }
 }

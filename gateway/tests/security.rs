@@ -767,6 +767,80 @@ async fn one_address_cannot_take_every_handshake_slot() {
     gw.stop().await;
 }
 
+/// Subscription amplification: one SUBSCRIBE carrying the same filter 2,000 times is applied
+/// once (the last replaces the earlier, [MQTT-3.8.4-3]), so 100 retained messages are sent once,
+/// not 200,000 times; `[limits] max_subscriptions` caps the filters a session holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_filters_are_merged_and_subscriptions_capped() {
+    let gw = Gateway::start(|c| {
+        quick(c);
+        c.limits.max_subscriptions = 3;
+    })
+    .await;
+    let mut publisher = tcp(gw.mqtt, V5).await;
+    publisher
+        .connect(connect_packet(V5, "amp-pub", None, None))
+        .await;
+    for n in 0..100 {
+        publisher
+            .publish(&format!("amp/{n}"), "r", QoS::AtLeastOnce, true)
+            .await;
+    }
+    let mut sub = tcp(gw.mqtt, V5).await;
+    sub.connect(connect_packet(V5, "amp-sub", None, None)).await;
+    let pid = sub.pid();
+    sub.send(switchboard_mqtt::Packet::Subscribe(
+        switchboard_mqtt::Subscribe {
+            pid,
+            filters: vec![
+                (
+                    "amp/#".into(),
+                    switchboard_mqtt::SubscriptionOptions::qos(QoS::AtMostOnce)
+                );
+                2000
+            ],
+            properties: Default::default(),
+        },
+    ))
+    .await;
+    match sub.recv().await {
+        switchboard_mqtt::Packet::SubAck(ack) => {
+            assert_eq!(ack.codes.len(), 2000);
+            assert!(ack.codes.iter().all(|c| *c == ReasonCode::Success));
+        }
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+    // Published after the SUBSCRIBE was handled: comes after every retained message.
+    publisher
+        .publish("amp/end", "end", QoS::AtLeastOnce, false)
+        .await;
+    let seen = sub.recv_until("end").await;
+    assert_eq!(
+        seen.len(),
+        101,
+        "retained messages sent once each, then the marker"
+    );
+
+    // Two more filters fit (3 in all); a fourth is refused; replacing one still works.
+    assert_eq!(
+        sub.subscribe("cap/a", QoS::AtMostOnce).await,
+        ReasonCode::Success
+    );
+    assert_eq!(
+        sub.subscribe("cap/b", QoS::AtMostOnce).await,
+        ReasonCode::Success
+    );
+    assert_eq!(
+        sub.subscribe("cap/c", QoS::AtMostOnce).await,
+        ReasonCode::QuotaExceeded
+    );
+    assert_eq!(
+        sub.subscribe("cap/a", QoS::AtLeastOnce).await,
+        ReasonCode::GrantedQoS1
+    );
+    gw.stop().await;
+}
+
 /// `publish_rate`: a client publishing faster than the rate (beyond the burst) is
 /// disconnected: v5 DISCONNECT 0x96, 3.1.1 closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,8 @@ pub(crate) struct Limits {
     pub(crate) max_inflight: u16,
     pub(crate) topic_alias_maximum: u16,
     pub(crate) max_session_expiry: u32,
+    /// `[limits] max_subscriptions` (0: none); set by the driver from the security limits.
+    pub(crate) max_subscriptions: usize,
 }
 
 impl From<&BrokerConfig> for Limits {
@@ -43,6 +45,7 @@ impl From<&BrokerConfig> for Limits {
             max_inflight: c.max_inflight,
             topic_alias_maximum: c.topic_alias_maximum,
             max_session_expiry: c.max_session_expiry,
+            max_subscriptions: 0,
         }
     }
 }

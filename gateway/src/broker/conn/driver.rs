@@ -63,7 +63,10 @@ pub(in crate::broker) async fn serve<S>(
         return;
     };
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let limits = Limits::from(broker.config());
+    let limits = Limits {
+        max_subscriptions: broker.security().limits().max_subscriptions,
+        ..Limits::from(broker.config())
+    };
     let mut decoder = Decoder::new(limits.max_packet_size);
     let mut rbuf = BytesMut::new();
     let deadline = Duration::from_secs(broker.config().connect_timeout);

@@ -5,16 +5,17 @@
 //!
 //! [`Router`]: crate::broker::router::Router
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchboard_mqtt::{
-    Packet, PubAck, PubComp, PubRec, PubRel, Publish, QoS, QosPid, ReasonCode, RetainHandling,
-    SubAck, Subscribe, UnsubAck, Unsubscribe, topic,
+    ByteString, Packet, PubAck, PubComp, PubRec, PubRel, Publish, QoS, QosPid, ReasonCode,
+    RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, topic,
 };
 
 use super::{End, ServerConn, Violation};
-use crate::broker::router::{Change, Durability, Published};
+use crate::broker::router::{Change, Durability, Published, Router};
 use crate::broker::session::{Delivery, Message, OutFlight, Stage};
 
 impl ServerConn {
@@ -260,59 +261,38 @@ impl ServerConn {
             .subscription_identifiers
             .first()
             .copied();
-        let mut codes = Vec::with_capacity(subscribe.filters.len());
-        let mut retained = Vec::new();
-        for (filter, options) in subscribe.filters {
-            let (shared, plain) = match topic::parse_shared(&filter) {
-                Ok(Some(shared)) => (true, shared.filter),
-                Ok(None) => (false, &*filter),
-                Err(_) => {
-                    codes.push(ReasonCode::TopicFilterInvalid);
-                    continue;
-                }
-            };
-            if topic::validate_topic_filter(plain).is_err()
-                || plain.split('/').count() > self.link.limits.max_topic_levels
-            {
-                codes.push(ReasonCode::TopicFilterInvalid);
-                continue;
-            }
-            if shared && options.no_local {
-                return Err(Violation::NoLocalOnShared);
-            }
-            if !self
-                .link
-                .authorizer
-                .may_subscribe(&self.peer.info(), &filter)
-            {
-                codes.push(ReasonCode::NotAuthorized);
-                continue;
-            }
-            // In force from here on: a publication routed after this line reaches the session
-            // even while the SUBACK still waits for the store.
-            let subscribed = router.subscribe(&self.session, &filter, &options, sub_id);
-            self.hold(subscribed.ticket);
-            codes.push(ReasonCode::granted(options.qos));
-            // [MQTT-3.3.1-6] retained messages go to a new subscription (v5: per Retain
-            // Handling; never to shared subscriptions).
-            let send = !shared
-                && match options.retain_handling {
-                    RetainHandling::SendAtSubscribe => true,
-                    RetainHandling::SendAtSubscribeIfNew => !subscribed.replaced,
-                    RetainHandling::DoNotSend => false,
-                };
-            if send {
-                for msg in router.retained(plain) {
-                    retained.push(Delivery {
-                        qos: msg.qos.min(options.qos),
-                        msg,
-                        retain: true,
-                        sub_ids: sub_id.into_iter().collect(),
-                        store_id: 0,
-                    });
-                }
-            }
+        // The same filter twice in one SUBSCRIBE: the last one replaces the earlier ones
+        // ([MQTT-3.8.4-3]), so only it is applied (and its retained messages sent once); every
+        // occurrence gets its code in the SUBACK.
+        let n = subscribe.filters.len();
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(n);
+        for (i, (filter, _)) in subscribe.filters.iter().enumerate() {
+            last.insert(filter, i);
         }
+        let mut apply = vec![false; n];
+        for i in last.into_values() {
+            apply[i] = true;
+        }
+        let mut codes: Vec<Option<ReasonCode>> = vec![None; n];
+        let mut retained = Vec::new();
+        for (i, (filter, options)) in subscribe.filters.iter().enumerate() {
+            if !apply[i] {
+                continue;
+            }
+            let code = self.subscribe_one(&router, filter, options, sub_id, &mut retained)?;
+            codes[i] = Some(code);
+        }
+        let by_filter: HashMap<&str, ReasonCode> = subscribe
+            .filters
+            .iter()
+            .zip(&codes)
+            .filter_map(|((f, _), c)| c.map(|c| (&**f, c)))
+            .collect();
+        let codes = subscribe
+            .filters
+            .iter()
+            .map(|(f, _)| by_filter[&**f])
+            .collect();
         self.send(Packet::SubAck(SubAck {
             pid: subscribe.pid,
             codes,
@@ -322,6 +302,75 @@ impl ServerConn {
             router.deliver(&self.session, delivery);
         }
         Ok(())
+    }
+
+    /// Applies one filter of a SUBSCRIBE; its SUBACK code, or a violation.
+    fn subscribe_one(
+        &mut self,
+        router: &Arc<dyn Router>,
+        filter: &ByteString,
+        options: &SubscriptionOptions,
+        sub_id: Option<u32>,
+        retained: &mut Vec<Delivery>,
+    ) -> Result<ReasonCode, Violation> {
+        let (shared, plain) = match topic::parse_shared(filter) {
+            Ok(Some(shared)) => (true, shared.filter),
+            Ok(None) => (false, &**filter),
+            Err(_) => return Ok(ReasonCode::TopicFilterInvalid),
+        };
+        if topic::validate_topic_filter(plain).is_err()
+            || plain.split('/').count() > self.link.limits.max_topic_levels
+        {
+            return Ok(ReasonCode::TopicFilterInvalid);
+        }
+        if shared && options.no_local {
+            return Err(Violation::NoLocalOnShared);
+        }
+        if !self
+            .link
+            .authorizer
+            .may_subscribe(&self.peer.info(), filter)
+        {
+            return Ok(ReasonCode::NotAuthorized);
+        }
+        // `[limits] max_subscriptions`: a new filter beyond it is refused; replacing one is not.
+        let max = self.link.limits.max_subscriptions;
+        if max > 0 {
+            let state = self.session.lock();
+            if state.subscriptions.len() >= max && !state.subscriptions.contains(filter) {
+                drop(state);
+                tracing::debug!(client_id = %self.peer.client_id, %filter, "subscription refused: max_subscriptions reached");
+                return Ok(if self.v5() {
+                    ReasonCode::QuotaExceeded
+                } else {
+                    ReasonCode::UnspecifiedError
+                });
+            }
+        }
+        // In force from here on: a publication routed after this line reaches the session
+        // even while the SUBACK still waits for the store.
+        let subscribed = router.subscribe(&self.session, filter, options, sub_id);
+        self.hold(subscribed.ticket);
+        // [MQTT-3.3.1-6] retained messages go to a new subscription (v5: per Retain
+        // Handling; never to shared subscriptions).
+        let send = !shared
+            && match options.retain_handling {
+                RetainHandling::SendAtSubscribe => true,
+                RetainHandling::SendAtSubscribeIfNew => !subscribed.replaced,
+                RetainHandling::DoNotSend => false,
+            };
+        if send {
+            for msg in router.retained(plain) {
+                retained.push(Delivery {
+                    qos: msg.qos.min(options.qos),
+                    msg,
+                    retain: true,
+                    sub_ids: sub_id.into_iter().collect(),
+                    store_id: 0,
+                });
+            }
+        }
+        Ok(ReasonCode::granted(options.qos))
     }
 
     fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Result<(), Violation> {
