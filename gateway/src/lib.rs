@@ -5,18 +5,15 @@
 //! then serves until the shutdown token is cancelled.
 
 pub mod api;
-pub mod bench;
 pub mod broker;
 pub mod cert;
 pub mod config;
 pub mod http;
-pub mod mqtt_client;
 pub mod observe;
 pub mod schedule;
 pub mod scram;
 pub mod security;
 pub mod shutdown;
-pub mod sim;
 pub mod tls;
 pub mod ws;
 

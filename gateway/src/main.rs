@@ -33,7 +33,7 @@ enum Command {
     /// Simulate smart plugs against any MQTT broker.
     Sim(SimArgs),
     /// Load-test a broker (Switchboard, Mosquitto, or both side by side).
-    Bench(switchboard::bench::BenchArgs),
+    Bench(switchboard_tools::bench::BenchArgs),
     /// Check a configuration file and report every problem with its line (exit 1 if any).
     CheckConfig {
         /// The TOML file.
@@ -72,7 +72,7 @@ struct SimArgs {
     count: usize,
     /// Firmware family: tasmota, shelly1, shelly2, z2m, ha or mixed.
     #[arg(long, default_value = "mixed")]
-    profile: switchboard::sim::Profile,
+    profile: switchboard_tools::sim::Profile,
     /// Seed for identifiers, readings, button presses and faults.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -215,12 +215,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(plugs, "demo mode");
             let sim_shutdown = shutdown.clone();
             switchboard::run(config, shutdown, move |bound| {
-                switchboard::sim::start_demo(bound, plugs, &sim_shutdown);
+                switchboard_tools::sim::start_demo(&bound.http, &bound.mqtt, plugs, &sim_shutdown);
             })
             .await
         }
         Command::Sim(args) => run_sim(args, shutdown).await,
-        Command::Bench(args) => switchboard::bench::run(args, shutdown).await,
+        Command::Bench(args) => switchboard_tools::bench::run(args, shutdown).await,
         // Handled in `main` before the runtime starts.
         Command::CheckConfig { .. } | Command::ApiKey { .. } => Ok(()),
         Command::Cert(args) => switchboard::cert::run(&args),
@@ -285,7 +285,7 @@ async fn run_sim(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     use std::time::Duration;
-    use switchboard::sim;
+    use switchboard_tools::sim;
 
     let mut broker = sim::BrokerOptions::parse(&args.broker).map_err(anyhow::Error::msg)?;
     broker.username = args.username;

@@ -296,7 +296,7 @@ async fn retained_messages_are_listed_and_deleted() {
 
 #[tokio::test]
 async fn device_power_is_confirmed_by_a_simulated_tasmota_plug() {
-    use switchboard::sim;
+    use switchboard_tools::sim;
     let gw = Gateway::start(true, None).await;
     let config = sim::SimConfig {
         count: 1,

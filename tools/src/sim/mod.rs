@@ -19,6 +19,7 @@ pub mod shelly_gen2;
 pub mod tasmota;
 pub mod zigbee2mqtt;
 
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
@@ -77,13 +78,19 @@ pub async fn publish_once(
     Ok(())
 }
 
-/// Starts the demo household against the gateway that just bound `bound`, and prints the
-/// banner. Called from `switchboard demo`'s `on_bound`; the devices connect to the first MQTT
-/// listener over loopback and stop (saying "offline") when `shutdown` is cancelled.
-pub fn start_demo(bound: &crate::Bound, plugs: usize, shutdown: &CancellationToken) {
+/// Starts the demo household against a gateway listening on `mqtt` (MQTT over TCP) and `http`
+/// (the dashboard), and prints the banner. Called from `switchboard demo` once the gateway has
+/// bound its listeners; the devices connect to the first MQTT listener over loopback and stop
+/// (saying "offline") when `shutdown` is cancelled.
+pub fn start_demo(
+    http: &[SocketAddr],
+    mqtt: &[SocketAddr],
+    plugs: usize,
+    shutdown: &CancellationToken,
+) {
     let lan = banner::lan_addresses();
-    println!("{}", banner::banner(&bound.http, &bound.mqtt, &lan, plugs));
-    let Some(mqtt) = bound.mqtt.first() else {
+    println!("{}", banner::banner(http, mqtt, &lan, plugs));
+    let Some(mqtt) = mqtt.first() else {
         tracing::warn!("demo: no MQTT listener, the simulated household cannot connect");
         return;
     };
@@ -93,7 +100,7 @@ pub fn start_demo(bound: &crate::Bound, plugs: usize, shutdown: &CancellationTok
         ip => ip,
     };
     let broker = BrokerOptions {
-        addr: std::net::SocketAddr::new(ip, mqtt.port()).to_string(),
+        addr: SocketAddr::new(ip, mqtt.port()).to_string(),
         username: None,
         password: None,
     };

@@ -20,9 +20,9 @@
 //! publishes from its event loop never deadlocks against its own client.
 //!
 //! ```no_run
-//! use switchboard::mqtt_client::{Client, ClientOptions, Event, QoS};
+//! use switchboard_tools::mqtt_client::{Client, ClientOptions, Event, QoS};
 //!
-//! # async fn demo() -> Result<(), switchboard::mqtt_client::Error> {
+//! # async fn demo() -> Result<(), switchboard_tools::mqtt_client::Error> {
 //! let (client, mut events) = Client::connect(ClientOptions::new("127.0.0.1:1883", "demo")).await?;
 //! client.subscribe(&[("tele/+/LWT", QoS::AtLeastOnce)]).await?;
 //! client.publish("cmnd/kitchen/POWER", "ON", QoS::AtLeastOnce, false).await?.completed().await?;
