@@ -350,6 +350,9 @@ mod tests {
             .collect();
         assert_eq!(names, ["decode"]);
         let gateway = targets_of(&root, "gateway/fuzz").unwrap();
-        assert!(gateway.iter().any(|t| t.name == "client_addr"), "{gateway:?}");
+        assert!(
+            gateway.iter().any(|t| t.name == "client_addr"),
+            "{gateway:?}"
+        );
     }
 }

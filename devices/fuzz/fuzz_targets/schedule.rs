@@ -57,11 +57,18 @@ fuzz_target!(|data: &[u8]| {
         .fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(*b));
     let after_ms = seed % (4_102_444_800_000); // up to the year 2100
     let offset = UtcOffset((seed % (2 * 50_400 + 1)) as i32 - 50_400);
-    for (after_ms, offset) in [(after_ms, offset), (0, UtcOffset(-50_400)), (after_ms, UtcOffset(0))] {
+    for (after_ms, offset) in [
+        (after_ms, offset),
+        (0, UtcOffset(-50_400)),
+        (after_ms, UtcOffset(0)),
+    ] {
         match (&parsed.rule, parsed.rule.next_fire(after_ms, offset)) {
             (Rule::At { .. }, Some(at)) => {
                 assert!(at > after_ms, "fires at {at}, not after {after_ms}");
-                assert!(at - after_ms <= WEEK_AND_A_DAY_MS, "fires too late: {at} after {after_ms}");
+                assert!(
+                    at - after_ms <= WEEK_AND_A_DAY_MS,
+                    "fires too late: {at} after {after_ms}"
+                );
             }
             (Rule::At { .. }, None) => panic!("an At rule always fires within a week"),
             (Rule::OffAfter { .. }, fire) => assert_eq!(fire, None),
