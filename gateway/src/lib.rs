@@ -9,6 +9,8 @@ pub mod bench;
 pub mod broker;
 pub mod cert;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod mqtt_client;
 pub mod observe;
