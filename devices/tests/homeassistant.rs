@@ -321,6 +321,11 @@ fn topics_no_client_may_publish_on_are_ignored() {
     reg.try_handle_message("homeassistant/switch/p1/config", config.as_bytes(), true, 0)
         .unwrap();
     assert_eq!(reg.dynamic_subscriptions(), ["plug/state"]);
+    // Found later by the same target: `$share/x` as a state topic read as a shared filter.
+    let shared = r#"{"uniq_id":"p3","stat_t":"$share/lug-v2","dev":{"ids":"p3"}}"#;
+    reg.try_handle_message("homeassistant/switch/p3/config", shared.as_bytes(), true, 0)
+        .unwrap();
+    assert_eq!(reg.dynamic_subscriptions(), ["plug/state"]);
     let id = DeviceId::from("ha:p1");
     assert!(matches!(
         reg.command(&id, 0, true, 1),
