@@ -32,6 +32,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
+use switchboard_mqtt::topic::validate_topic_name;
 
 use crate::error::MessageError;
 use crate::model::{Availability, Observation, OutgoingMessage};
@@ -272,14 +273,26 @@ impl HaStore {
                 None => {
                     // Not a plug-related entity (or no longer one): forget any old version.
                     self.remove_where(|k| k == key, &mut affected);
-                    if matches!(component, "switch" | "light")
-                        && !config.contains_key("command_topic")
-                        && !config.contains_key("state_topic")
-                    {
-                        return Err(invalid(
-                            topic,
-                            "switch without command_topic or state_topic",
-                        ));
+                    if matches!(component, "switch" | "light") {
+                        let base = config.get("~").and_then(Value::as_str);
+                        let present = |k: &str| config.get(k).and_then(Value::as_str);
+                        let topics = [present("command_topic"), present("state_topic")];
+                        if topics.iter().all(Option::is_none) {
+                            return Err(invalid(
+                                topic,
+                                "switch without command_topic or state_topic",
+                            ));
+                        }
+                        if topics
+                            .iter()
+                            .flatten()
+                            .all(|t| validate_topic_name(&tilde(t, base)).is_err())
+                        {
+                            return Err(invalid(
+                                topic,
+                                "switch whose command_topic and state_topic are not valid topic names",
+                            ));
+                        }
                     }
                     return Ok(affected);
                 }
@@ -550,7 +563,13 @@ fn tilde(value: &str, base: Option<&str>) -> String {
 fn entity(platform: &str, key: &str, config: &Map<String, Value>) -> Option<HaEntity> {
     let base = config.get("~").and_then(Value::as_str);
     let text = |k: &str| config.get(k).and_then(Value::as_str).map(str::to_owned);
-    let topic = |k: &str| text(k).map(|t| tilde(&t, base));
+    // A topic no client may publish on (empty, a wildcard, a control character) is as good as
+    // none: subscribing to it or commanding through it would be refused by the broker.
+    let topic = |k: &str| {
+        text(k)
+            .map(|t| tilde(&t, base))
+            .filter(|t| validate_topic_name(t).is_ok())
+    };
     let kind = match platform {
         "switch" | "light" => {
             if platform == "light" && text("schema").is_some_and(|s| s != "default" && s != "basic")
@@ -668,9 +687,13 @@ fn entity(platform: &str, key: &str, config: &Map<String, Value>) -> Option<HaEn
             let Some(t) = item.get("topic").and_then(Value::as_str) else {
                 continue;
             };
+            let t = tilde(t, base);
+            if validate_topic_name(&t).is_err() {
+                continue;
+            }
             let get = |k: &str| item.get(k).and_then(Value::as_str).map(str::to_owned);
             availability.push(AvailTopic {
-                topic: tilde(t, base),
+                topic: t,
                 available: get("payload_available").unwrap_or_else(|| "online".into()),
                 not_available: get("payload_not_available").unwrap_or_else(|| "offline".into()),
                 template: get("value_template"),

@@ -12,7 +12,9 @@
 //! Zigbee2MQTT names) or that are wildcards in a filter (`+`, `#`). The id is written into a
 //! single topic level with percent-encoding of exactly these bytes: `%` (as `%25`), `/` (`%2F`),
 //! `+` (`%2B`), `#` (`%23`), `$` (`%24`, so no level ever starts with `$`), and the control
-//! characters U+0000 to U+001F and U+007F. Every other character is written as is.
+//! characters U+0000 to U+001F and U+007F to U+009F, which the codec refuses in a topic (a C1
+//! control is written as its two UTF-8 bytes, U+0085 as `%C2%85`). Every other character is
+//! written as is.
 //! Decoding accepts upper- or lower-case hex. `z2m:living/lamp` is stored at
 //! `switchboard/meta/z2m:living%2Flamp`.
 
@@ -47,8 +49,11 @@ pub fn encode_id(id: &DeviceId) -> String {
     let mut out = String::with_capacity(id.as_str().len());
     for c in id.as_str().chars() {
         match c {
-            '%' | '/' | '+' | '#' | '$' | '\u{0}'..='\u{1f}' | '\u{7f}' => {
-                out.push_str(&format!("%{:02X}", u32::from(c)));
+            '%' | '/' | '+' | '#' | '$' | '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' => {
+                let mut utf8 = [0; 2];
+                for byte in c.encode_utf8(&mut utf8).bytes() {
+                    out.push_str(&format!("%{byte:02X}"));
+                }
             }
             c => out.push(c),
         }
@@ -164,6 +169,23 @@ mod tests {
             meta_topic(&DeviceId::from("z2m:living/lamp")),
             "switchboard/meta/z2m:living%2Flamp"
         );
+    }
+
+    #[test]
+    fn control_characters_are_escaped_into_a_valid_topic() {
+        // Found by the `device_channel` fuzz target: a C1 control (here U+0099) was written as
+        // is, and the codec refuses it in a topic, so the view and meta topics were unusable.
+        for raw in ["z2m:\u{99}", "z2m:a\u{80}b\u{9f}", "z2m:\u{7f}\u{1}"] {
+            let id = DeviceId::from(raw);
+            let level = encode_id(&id);
+            assert!(
+                switchboard_mqtt::topic::validate_topic_name(&meta_topic(&id)).is_ok(),
+                "{level:?}"
+            );
+            assert_eq!(decode_id(&level).unwrap(), id);
+        }
+        assert_eq!(encode_id(&DeviceId::from("a\u{85}")), "a%C2%85");
+        assert_eq!(encode_id(&DeviceId::from("\u{a0}é")), "\u{a0}é");
     }
 
     #[test]

@@ -291,9 +291,13 @@ impl Registry {
         let topics: BTreeSet<&str> = self.ha.topics().chain(manual).collect();
         topics
             .into_iter()
-            // A "topic" with wildcards in a config is nothing a device can publish on: never
-            // let a config turn into a `#` subscription.
-            .filter(|t| !t.is_empty() && !t.contains(['+', '#', '\0']))
+            // A "topic" with wildcards or control characters in a config is nothing a device
+            // can publish on: never let a config turn into a `#` subscription, nor into a
+            // SUBSCRIBE the broker refuses.
+            .filter(|t| switchboard_mqtt::topic::validate_topic_name(t).is_ok())
+            // `$` topics are the server's (and `$share/...` would read as a shared
+            // subscription): no device publishes there.
+            .filter(|t| !t.starts_with('$'))
             .filter(|t| !SUBSCRIPTIONS.iter().any(|f| topic_matches(f, t)))
             .map(str::to_owned)
             .collect()

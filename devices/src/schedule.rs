@@ -156,7 +156,8 @@ impl TimeOfDay {
     /// `h:m`, or `None` outside 00:00 to 23:59.
     #[must_use]
     pub fn new(hours: u16, minutes: u16) -> Option<Self> {
-        (hours < 24 && minutes < 60).then_some(Self {
+        // `then`, not `then_some`: the product must not be computed for hours that overflow it.
+        (hours < 24 && minutes < 60).then(|| Self {
             minutes: hours * 60 + minutes,
         })
     }
@@ -383,5 +384,21 @@ pub fn delete_message(id: &str) -> OutgoingMessage {
         payload: Vec::new(),
         retain: true,
         qos: 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_of_day_out_of_range_are_refused_not_overflowed() {
+        // Found by the `schedule` fuzz target: `TimeOfDay::new` computed `hours * 60` before
+        // checking the range, which overflows a u16 (a panic with overflow checks) from 1093 h.
+        for text in ["1093:00", "65535:59", "24:00", "23:60"] {
+            assert_eq!(TimeOfDay::parse(text), Err(Invalid::Time), "{text}");
+        }
+        assert_eq!(TimeOfDay::new(u16::MAX, 0), None);
+        assert_eq!(TimeOfDay::parse("23:59").map(TimeOfDay::minutes), Ok(1439));
     }
 }

@@ -17,6 +17,7 @@
 //! endpoint, using the expose's `value_on` / `value_off`), never retained.
 
 use serde_json::Value;
+use switchboard_mqtt::topic::validate_topic_name;
 
 use crate::error::MessageError;
 use crate::model::{Observation, OutgoingMessage};
@@ -155,6 +156,11 @@ fn devices(topic: &str, payload: &[u8]) -> Result<Z2mMessage, MessageError> {
             continue;
         };
         if item.get("type").and_then(Value::as_str) == Some("Coordinator") {
+            continue;
+        }
+        // Zigbee2MQTT refuses such names itself; one here could never be commanded (its
+        // `<name>/set` topic would not be a valid topic name).
+        if validate_topic_name(&format!("{BASE}/{name}/set")).is_err() {
             continue;
         }
         let definition = item.get("definition");

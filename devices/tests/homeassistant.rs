@@ -310,3 +310,35 @@ fn ha_state_garbage_keeps_state() {
     );
     assert_eq!(reg.get(&athom()).unwrap().relays[0].state, RelayState::On);
 }
+
+/// Found by the `device_messages` fuzz target: a config's topic with a control character
+/// (U+007F here) became a dynamic subscription, a SUBSCRIBE the broker refuses. A topic no
+/// client may publish on (control characters, wildcards) is now as good as none.
+#[test]
+fn topics_no_client_may_publish_on_are_ignored() {
+    let mut reg = Registry::new();
+    let config = r#"{"name":"Plug","uniq_id":"p1","cmd_t":"plug/\u007f/set","stat_t":"plug/state","avty_t":"plug/a+b","dev":{"ids":"p1"}}"#;
+    reg.try_handle_message("homeassistant/switch/p1/config", config.as_bytes(), true, 0)
+        .unwrap();
+    assert_eq!(reg.dynamic_subscriptions(), ["plug/state"]);
+    // Found later by the same target: `$share/x` as a state topic read as a shared filter.
+    let shared = r#"{"uniq_id":"p3","stat_t":"$share/lug-v2","dev":{"ids":"p3"}}"#;
+    reg.try_handle_message("homeassistant/switch/p3/config", shared.as_bytes(), true, 0)
+        .unwrap();
+    assert_eq!(reg.dynamic_subscriptions(), ["plug/state"]);
+    let id = DeviceId::from("ha:p1");
+    assert!(matches!(
+        reg.command(&id, 0, true, 1),
+        Err(CommandError::NotCommandable { .. })
+    ));
+    let err = reg
+        .try_handle_message(
+            "homeassistant/switch/p2/config",
+            r#"{"cmd_t":"p2/\u0001","stat_t":"p2/#","dev":{"ids":"p2"}}"#.as_bytes(),
+            true,
+            0,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("not valid topic names"), "{err}");
+    assert!(reg.get(&DeviceId::from("ha:p2")).is_none());
+}

@@ -211,3 +211,18 @@ fn sensors_and_garbage_do_not_create_or_erase() {
     assert_eq!(p.relays[0].state, RelayState::On);
     assert_eq!(p.power_w, Some(27.0));
 }
+
+/// Found by the `device_messages` fuzz target: a friendly name with a wildcard (`ha#l`) in
+/// `bridge/devices` became a device whose command topic the broker refuses. Such a name
+/// (Zigbee2MQTT itself refuses it) is skipped; the others are kept.
+#[test]
+fn names_that_make_no_valid_topic_are_skipped() {
+    let mut reg = Registry::new();
+    let devices = r#"[
+ {"type":"Router","friendly_name":"ha#l","definition":{"exposes":[{"type":"switch","features":[{"type":"binary","name":"state","property":"state","value_on":"ON","value_off":"OFF"}]}]}},
+ {"type":"Router","friendly_name":"ok/plug","definition":{"exposes":[{"type":"switch","features":[{"type":"binary","name":"state","property":"state","value_on":"ON","value_off":"OFF"}]}]}}
+]"#;
+    reg.handle_message("zigbee2mqtt/bridge/devices", devices.as_bytes(), true, 0);
+    let ids: Vec<String> = reg.devices().map(|d| d.id.to_string()).collect();
+    assert_eq!(ids, ["z2m:ok/plug"]);
+}

@@ -704,7 +704,7 @@ fn embed_page(segment: &str, query: Option<&str>) -> Response<Body> {
 ///
 /// Percent-decoding happens first, so `%2e%2e` and `%2f` cannot smuggle a `..` segment or a
 /// separator past the check; backslashes and NUL bytes are refused outright.
-fn safe_relative_path(path: &str) -> Option<PathBuf> {
+pub(crate) fn safe_relative_path(path: &str) -> Option<PathBuf> {
     let decoded = percent_decode(path)?;
     if decoded.contains('\\') || decoded.contains('\0') {
         return None;

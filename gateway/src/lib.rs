@@ -8,6 +8,8 @@ pub mod api;
 pub mod broker;
 pub mod cert;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod observe;
 pub mod schedule;

@@ -388,7 +388,7 @@ impl Endpoint {
 
     /// Requests without `Origin` (non-browser clients) pass; a browser origin passes when it is
     /// the host the request was sent to, a loopback origin, or in the configured list.
-    fn origin_allowed(&self, headers: &HeaderMap) -> bool {
+    pub(crate) fn origin_allowed(&self, headers: &HeaderMap) -> bool {
         let Some(origin) = headers.get(header::ORIGIN) else {
             return true;
         };
@@ -511,12 +511,21 @@ pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 /// and `X-Forwarded-For`. Each list is walked from the right, skipping trusted proxies: the
 /// right-most untrusted hop is the client, so entries a client wrote itself are never reached.
 /// An unknown or unparseable hop (`unknown`, `_hidden`), or both headers present but naming
-/// different clients, gives [`UNKNOWN_CLIENT`] (remote, never loopback). A hop without a port
-/// gets port 0.
+/// different clients, or a forwarding header that is not text (a proxy appends to the value the
+/// client sent, so the client's bytes can make the proxy's entry unreadable), gives
+/// [`UNKNOWN_CLIENT`] (remote, never loopback). A hop without a port gets port 0.
 pub(crate) fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> SocketAddr {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip.to_canonical()));
     if !is_trusted(peer.ip()) {
         return peer;
+    }
+    if headers
+        .get_all(header::FORWARDED)
+        .iter()
+        .chain(headers.get_all("x-forwarded-for"))
+        .any(|v| v.to_str().is_err())
+    {
+        return UNKNOWN_CLIENT;
     }
     let forwarded: Vec<&str> = headers
         .get_all(header::FORWARDED)
@@ -879,6 +888,28 @@ mod tests {
             if *want == unknown {
                 assert!(!got.ip().is_loopback());
             }
+        }
+    }
+
+    /// Found by the `client_addr` fuzz target: a client's `X-Forwarded-For: 198\xae51.100.2`
+    /// reaches us as `198\xae51.100.2, 203.0.113.7` (nginx appends to the client's value); the
+    /// value is not text, was skipped as absent, and the client became the loopback proxy.
+    #[test]
+    fn a_forwarding_header_that_is_not_text_makes_the_client_unknown() {
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let trusted: Vec<IpNet> = vec!["127.0.0.1".parse().unwrap()];
+        for name in ["x-forwarded-for", "forwarded"] {
+            let mut map = HeaderMap::new();
+            map.append(
+                name,
+                HeaderValue::from_bytes(b"198\xae51.100.2, 203.0.113.7").unwrap(),
+            );
+            let client = client_addr(peer, &map, &trusted);
+            assert_eq!(client, UNKNOWN_CLIENT, "{name}");
+            assert!(!client.ip().is_loopback());
+            // From an untrusted peer the headers are not read at all.
+            let remote: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+            assert_eq!(client_addr(remote, &map, &trusted), remote);
         }
     }
 

@@ -36,7 +36,9 @@ export function encodeId(id) {
   let out = "";
   for (const ch of id) {
     const c = ch.codePointAt(0);
-    if ("%/+#$".includes(ch) || c < 0x20 || c === 0x7f) {
+    if ("%/+#$".includes(ch) || c < 0x20 || (c >= 0x7f && c <= 0x9f)) {
+      // A C1 control (U+0080 to U+009F) is written as its two UTF-8 bytes, %C2%80 to %C2%9F.
+      if (c > 0x7f) out += "%C2";
       out += "%" + c.toString(16).toUpperCase().padStart(2, "0");
     } else {
       out += ch;
