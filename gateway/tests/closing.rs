@@ -9,10 +9,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use common::{Client, TIMEOUT, TestBroker, V5, pid};
+use common::{Client, TIMEOUT, TestBroker, V3_1_1, V5, pid};
 use switchboard::broker::{
     Broker, BrokerConfig, CommitObserver, ConfigAuthorizer, Message, QueuedMessage, RedbStore,
     Restored, Store, StoreConfig, StoreError, Ticket, Transport,
@@ -52,38 +51,56 @@ async fn a_client_still_writing_reads_its_disconnect_without_a_reset() {
         filler.encode(V5, &mut burst).unwrap();
     }
     stream.write_all(&burst).await.expect("burst written");
-    // The client goes on writing for a while (it has not read anything yet).
+    // PUBREC, PUBREC, then DISCONNECT 0x93: the server has closed its side of the session.
+    let mut buf = BytesMut::new();
+    let mut decoder = switchboard_mqtt::Decoder::new(u32::MAX);
+    decoder.set_version(V5);
+    let mut packets = Vec::new();
+    read(&mut stream, &mut decoder, &mut buf, &mut packets, true).await;
+    // The client has not processed it yet and goes on writing what it had queued.
     let mut chunk = BytesMut::new();
     for _ in 0..16 {
         filler.encode(V5, &mut chunk).unwrap();
     }
     for round in 0..8 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
         if let Err(err) = stream.write_all(&chunk).await {
             panic!("write {round} after the DISCONNECT failed: {err}");
         }
     }
-    // Now it reads: PUBREC, PUBREC, DISCONNECT 0x93, then end of stream.
-    let mut buf = BytesMut::new();
-    let mut decoder = switchboard_mqtt::Decoder::new(u32::MAX);
-    decoder.set_version(V5);
-    let mut packets = Vec::new();
-    loop {
-        while let Some(packet) = decoder.decode(&mut buf).expect("valid packets") {
-            packets.push(packet);
-        }
-        match tokio::time::timeout(TIMEOUT, stream.read_buf(&mut buf)).await {
-            Err(_) => panic!("no end of stream; read {packets:?}"),
-            Ok(Ok(0)) => break,
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => panic!("read failed after {packets:?}: {err}"),
-        }
-    }
+    // Then it reads on: a clean end of stream, not a reset.
+    read(&mut stream, &mut decoder, &mut buf, &mut packets, false).await;
     let Some(Packet::Disconnect(disconnect)) = packets.last() else {
         panic!("no DISCONNECT: {packets:?}");
     };
     assert_eq!(disconnect.code, ReasonCode::ReceiveMaximumExceeded);
     broker.stop().await;
+}
+
+/// Reads packets into `packets`, up to a DISCONNECT (`until_disconnect`) or to the end of the
+/// stream; panics on a read error (a reset) or when nothing comes in time.
+async fn read(
+    stream: &mut tokio::net::TcpStream,
+    decoder: &mut switchboard_mqtt::Decoder,
+    buf: &mut BytesMut,
+    packets: &mut Vec<Packet>,
+    until_disconnect: bool,
+) {
+    loop {
+        while let Some(packet) = decoder.decode(buf).expect("valid packets") {
+            let done = matches!(packet, Packet::Disconnect(_));
+            packets.push(packet);
+            if done && until_disconnect {
+                return;
+            }
+        }
+        match tokio::time::timeout(TIMEOUT, stream.read_buf(buf)).await {
+            Err(_) => panic!("nothing more in time; read {packets:?}"),
+            Ok(Ok(0)) if !until_disconnect => return,
+            Ok(Ok(0)) => panic!("end of stream before a DISCONNECT: {packets:?}"),
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => panic!("read failed after {packets:?}: {err}"),
+        }
+    }
 }
 
 /// The redb store with its commits held until the test opens the gate: a slow disk, under
@@ -92,6 +109,10 @@ async fn a_client_still_writing_reads_its_disconnect_without_a_reset() {
 struct GatedStore {
     inner: RedbStore,
     open: watch::Sender<bool>,
+    /// How many times a connection waited for a commit while the gate was shut.
+    waiting: watch::Sender<usize>,
+    /// How many subscriptions were recorded.
+    subscribed: watch::Sender<usize>,
 }
 
 impl Store for GatedStore {
@@ -117,7 +138,9 @@ impl Store for GatedStore {
         options: &SubscriptionOptions,
         id: Option<u32>,
     ) -> Ticket {
-        self.inner.subscribed(client_id, filter, options, id)
+        let ticket = self.inner.subscribed(client_id, filter, options, id);
+        self.subscribed.send_modify(|n| *n += 1);
+        ticket
     }
     fn unsubscribed(&self, client_id: &str, filter: &str) -> Ticket {
         self.inner.unsubscribed(client_id, filter)
@@ -159,6 +182,9 @@ impl Store for GatedStore {
     }
     fn committed(&self, ticket: Ticket) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         let mut open = self.open.subscribe();
+        if !*open.borrow() {
+            self.waiting.send_modify(|n| *n += 1);
+        }
         Box::pin(async move {
             let _ = open.wait_for(|open| *open).await;
             self.inner.committed(ticket).await;
@@ -185,6 +211,8 @@ async fn gated_broker(
     let store = Arc::new(GatedStore {
         inner: RedbStore::open(&dir.join("store.redb"), &StoreConfig::default()).expect("store"),
         open: watch::channel(true).0,
+        waiting: watch::channel(0).0,
+        subscribed: watch::channel(0).0,
     });
     let config = BrokerConfig {
         sys_interval: 0,
@@ -215,41 +243,50 @@ async fn gated_broker(
 /// connection read nothing while it waited for the commit, and the message was lost).
 async fn a_subscribe_behind_connect_takes_effect_before_the_connack_commits() {
     let dir = tempfile::tempdir().unwrap();
-    let (broker, store, addr, shutdown) = gated_broker(dir.path()).await;
-    let publisher = Client::connect(addr, V5, "publisher").await;
-    store.open.send_replace(false);
+    let (_broker, store, addr, shutdown) = gated_broker(dir.path()).await;
+    let mut publisher = Client::connect(addr, V5, "publisher").await;
+    for version in [V3_1_1, V5] {
+        store.open.send_replace(false);
+        let mut waiting = store.waiting.subscribe();
+        let mut subscribed = store.subscribed.subscribe();
+        let (waits, subs) = (
+            *waiting.borrow_and_update(),
+            *subscribed.borrow_and_update(),
+        );
 
-    let mut b = Client::raw(addr, V5).await;
-    let mut connect = Connect::new(V5, "b");
-    connect.clean_start = false;
-    connect.properties.session_expiry_interval = Some(3600);
-    b.send(Packet::Connect(Box::new(connect))).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    b.send(Packet::Subscribe(Subscribe {
-        pid: pid(1),
-        filters: vec![("lamp/+".into(), SubscriptionOptions::qos(QoS::AtLeastOnce))],
-        properties: Default::default(),
-    }))
-    .await;
-    // Wait (bounded) until the subscription is in the index, with nothing answered yet.
-    let in_force = async {
-        while broker.metrics().subscriptions.load(Ordering::Relaxed) == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut b = Client::raw(addr, version).await;
+        let mut connect = Connect::new(version, format!("b-{version:?}"));
+        connect.clean_start = false;
+        if version == V5 {
+            connect.properties.session_expiry_interval = Some(3600);
         }
-    };
-    tokio::time::timeout(TIMEOUT, in_force)
-        .await
-        .expect("SUBSCRIBE in force while the CONNACK waits for its commit");
-    let mut publisher = publisher;
-    publisher
-        .publish("lamp/1", "on", QoS::AtMostOnce, false)
+        b.send(Packet::Connect(Box::new(connect))).await;
+        // The connection now waits for the commit of the session's opening (its CONNACK).
+        tokio::time::timeout(TIMEOUT, waiting.wait_for(|n| *n > waits))
+            .await
+            .expect("the CONNACK waits for a commit")
+            .unwrap();
+        b.send(Packet::Subscribe(Subscribe {
+            pid: pid(1),
+            filters: vec![("lamp/+".into(), SubscriptionOptions::qos(QoS::AtLeastOnce))],
+            properties: Default::default(),
+        }))
         .await;
-    store.open.send_replace(true);
+        // The subscription is in the index (and recorded) with nothing answered yet.
+        tokio::time::timeout(TIMEOUT, subscribed.wait_for(|n| *n > subs))
+            .await
+            .expect("SUBSCRIBE in force while the CONNACK waits for its commit")
+            .unwrap();
+        publisher
+            .publish("lamp/1", "on", QoS::AtMostOnce, false)
+            .await;
+        store.open.send_replace(true);
 
-    assert!(matches!(b.recv().await, Packet::ConnAck(ack) if ack.code == ReasonCode::Success));
-    assert!(matches!(b.recv().await, Packet::SubAck(_)));
-    let message = b.recv_publish().await;
-    assert_eq!(&*message.topic, "lamp/1");
-    assert_eq!(&message.payload[..], b"on");
+        assert!(matches!(b.recv().await, Packet::ConnAck(ack) if ack.code == ReasonCode::Success));
+        assert!(matches!(b.recv().await, Packet::SubAck(_)));
+        let message = b.recv_publish().await;
+        assert_eq!(&*message.topic, "lamp/1");
+        assert_eq!(&message.payload[..], b"on");
+    }
     shutdown.cancel();
 }

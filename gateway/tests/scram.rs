@@ -26,6 +26,12 @@ struct Gateway {
 impl Gateway {
     /// A gateway whose SCRAM file has `plug`/`s3cret` (and `with:colon` is impossible).
     async fn start(scram: bool) -> Self {
+        let users: &[(&str, &str)] = if scram { &[("plug", "s3cret")] } else { &[] };
+        Self::with_users(users).await
+    }
+
+    /// A gateway with these SCRAM users (none: no SCRAM file).
+    async fn with_users(users: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let scram_file = dir.path().join("scram");
         let mut config = Config {
@@ -35,8 +41,10 @@ impl Gateway {
         config.listeners.mqtt = vec!["127.0.0.1:0".parse().unwrap()];
         config.listeners.http = Vec::new();
         config.broker.sys_interval = 0;
-        if scram {
-            switchboard::scram::add_user(&scram_file, "plug", "s3cret").unwrap();
+        for (user, password) in users {
+            switchboard::scram::add_user(&scram_file, user, password).unwrap();
+        }
+        if !users.is_empty() {
             config.scram.file = Some(scram_file.clone());
         }
         let shutdown = CancellationToken::new();
@@ -386,55 +394,21 @@ async fn scram_login(
 /// A SIGHUP that reloads a SCRAM credential file without a user cuts that user's open
 /// connection (v5: DISCONNECT 0x87); a user whose credential did not change stays connected.
 async fn a_user_removed_from_the_scram_file_is_cut_on_reload() {
-    let gw = Gateway::start(true).await;
-    // Both users in the file; the file for the second reload keeps lamp's line as it is
-    // (`add_user` salts afresh, so the line is copied) and drops plug.
-    switchboard::scram::add_user(&gw.scram_file, "lamp", "l4mp").unwrap();
-    let other = gw.scram_file.with_file_name("scram.new");
-    let current = std::fs::read_to_string(&gw.scram_file).unwrap();
-    let lamp_line = current.lines().find(|l| l.starts_with("lamp:")).unwrap();
-    std::fs::write(&other, format!("{lamp_line}\n")).unwrap();
-    // The gateway read the file at start (plug only): reload once, until lamp can log in.
-    let hup = || {
-        let status = std::process::Command::new("kill")
-            .args(["-HUP", &std::process::id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
-    hup();
-    let lamp = tokio::time::timeout(TIMEOUT, async {
-        loop {
-            let nonce = "probe";
-            let bare = format!("n=lamp,r={nonce}");
-            let mut c = Client::raw(gw.addr, V5).await;
-            c.send(Packet::Connect(Box::new(scram_connect(
-                "probe",
-                METHOD,
-                &format!("n,,{bare}"),
-            ))))
-            .await;
-            if let Packet::Auth(auth) = c.recv().await {
-                let sf = String::from_utf8(auth.properties.authentication_data.unwrap().to_vec())
-                    .unwrap();
-                let (f, _) = client_final("l4mp", &bare, &sf);
-                c.send(auth_continue(&f)).await;
-                if connack(&mut c).await.code == ReasonCode::Success {
-                    c.disconnect().await;
-                    break;
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    lamp.expect("lamp can log in after the first reload");
+    let gw = Gateway::with_users(&[("plug", "s3cret"), ("lamp", "l4mp")]).await;
     let mut plug = scram_login(gw.addr, "plug-conn", "plug", "s3cret").await;
     let mut lamp = scram_login(gw.addr, "lamp-conn", "lamp", "l4mp").await;
 
-    // Now the file loses plug; lamp's line stays as it was.
+    // The new file drops plug and keeps lamp's line as it is (`add_user` would salt afresh).
+    let current = std::fs::read_to_string(&gw.scram_file).unwrap();
+    let lamp_line = current.lines().find(|l| l.starts_with("lamp:")).unwrap();
+    let other = gw.scram_file.with_file_name("scram.new");
+    std::fs::write(&other, format!("{lamp_line}\n")).unwrap();
     std::fs::rename(&other, &gw.scram_file).unwrap();
-    hup();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
     let disconnect = plug.closed().await.expect("DISCONNECT");
     assert_eq!(disconnect.code, ReasonCode::NotAuthorized);
     lamp.ping().await;

@@ -21,6 +21,13 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 use support::{Observer, Running, WAIT, fleet, free_port, is, json, text};
 
+impl Observer {
+    /// Forgets what was seen, so the next wait only matches newer messages.
+    fn clear(&mut self) {
+        self.seen.clear();
+    }
+}
+
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 const MOSQUITTO_SUB: &str = "/usr/bin/mosquitto_sub";
 const MOSQUITTO_PUB: &str = "/usr/bin/mosquitto_pub";

@@ -1,7 +1,7 @@
 //! Test helpers: an in-process gateway on `127.0.0.1:0` and a raw MQTT client speaking packets
 //! through the `switchboard-mqtt` codec. Every wait is for an event, bounded by [`TIMEOUT`].
 
-#![allow(dead_code, unreachable_pub, unused_imports)] // Each test binary uses a different part of this module.
+#![allow(dead_code, unreachable_pub)] // Each test binary uses a different part of this module.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU16;

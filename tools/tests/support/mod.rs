@@ -2,8 +2,6 @@
 //! against Switchboard's own broker (`gateway/tests/sim.rs`, which includes this file by path):
 //! an observing client, a running simulation, and a small fleet.
 
-#![allow(dead_code, unreachable_pub)] // Each test binary uses a different part of this module.
-
 use std::time::Duration;
 
 use serde_json::Value;
@@ -15,23 +13,23 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// How long any expected event may take.
-pub const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
 /// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
 
 /// An MQTT 5 client subscribed to `#` with Retain As Published, remembering what it saw.
-pub struct Observer {
+pub(crate) struct Observer {
     _client: Client,
     events: Events,
-    seen: Vec<Message>,
+    pub(crate) seen: Vec<Message>,
 }
 
 impl Observer {
-    pub async fn start(addr: &str, protocol: ProtocolVersion) -> Self {
+    pub(crate) async fn start(addr: &str, protocol: ProtocolVersion) -> Self {
         let mut options = ClientOptions::new(addr, format!("observer-{}", free_port()));
         options.protocol = protocol;
         let (client, events) = Client::connect(options).await.expect("observer connects");
@@ -52,7 +50,11 @@ impl Observer {
     }
 
     /// The first message (already seen or arriving within [`WAIT`]) matching `pred`.
-    pub async fn wait_for(&mut self, what: &str, pred: impl Fn(&Message) -> bool) -> Message {
+    pub(crate) async fn wait_for(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&Message) -> bool,
+    ) -> Message {
         if let Some(m) = self.seen.iter().find(|m| pred(m)) {
             return m.clone();
         }
@@ -73,37 +75,32 @@ impl Observer {
         }
     }
 
-    /// Forgets what was seen, so the next wait only matches newer messages.
-    pub fn clear(&mut self) {
-        self.seen.clear();
-    }
-
-    pub fn topics(&self) -> Vec<String> {
+    pub(crate) fn topics(&self) -> Vec<String> {
         self.seen.iter().map(|m| m.topic.to_string()).collect()
     }
 }
 
-pub fn text(m: &Message) -> &str {
+pub(crate) fn text(m: &Message) -> &str {
     std::str::from_utf8(&m.payload).expect("utf-8 payload")
 }
 
-pub fn json(m: &Message) -> Value {
+pub(crate) fn json(m: &Message) -> Value {
     serde_json::from_slice(&m.payload).expect("JSON payload")
 }
 
-pub fn is(topic: &str, payload: &str) -> impl Fn(&Message) -> bool {
+pub(crate) fn is(topic: &str, payload: &str) -> impl Fn(&Message) -> bool {
     let (topic, payload) = (topic.to_owned(), payload.to_owned());
     move |m: &Message| *m.topic == *topic && text(m) == payload
 }
 
 /// A running simulation.
-pub struct Running {
+pub(crate) struct Running {
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
 
 impl Running {
-    pub fn start(devices: Vec<SimDevice>, addr: &str) -> Self {
+    pub(crate) fn start(devices: Vec<SimDevice>, addr: &str) -> Self {
         let broker = BrokerOptions::parse(&format!("mqtt://{addr}")).expect("url");
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -112,7 +109,7 @@ impl Running {
         Self { shutdown, tracker }
     }
 
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         tokio::time::timeout(WAIT, self.tracker.wait())
             .await
@@ -120,7 +117,7 @@ impl Running {
     }
 }
 
-pub fn fleet(profile: Profile, count: usize) -> Vec<SimDevice> {
+pub(crate) fn fleet(profile: Profile, count: usize) -> Vec<SimDevice> {
     sim::fleet(&SimConfig {
         count,
         profile,

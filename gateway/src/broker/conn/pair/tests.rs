@@ -96,19 +96,19 @@ async fn a_will_is_not_published_when_the_client_returns_within_the_delay() {
 #[tokio::test(start_paused = true)]
 async fn a_session_keeps_messages_until_its_expiry_and_not_after() {
     let mut pair = Pair::new(BrokerConfig::default());
-    let sleeper = pair.add(v5_kept("sleeper", 30));
+    let away = pair.add(v5_kept("away", 30));
     let sender = pair.add(v5("sender"));
-    pair.connect(sleeper).await;
+    pair.connect(away).await;
     pair.connect(sender).await;
-    sub(&mut pair, sleeper, "lamp/#", QoS::AtLeastOnce);
-    pair.cut(sleeper);
+    sub(&mut pair, away, "lamp/#", QoS::AtLeastOnce);
+    pair.cut(away);
 
     pair.advance(Duration::from_secs(10)).await;
     publish(&mut pair, sender, "lamp/1", "on", QoS::AtLeastOnce, false);
     pair.advance(Duration::from_secs(10)).await;
-    pair.connect(sleeper).await;
+    pair.connect(away).await;
     assert!(matches!(
-        pair.client(sleeper)
+        pair.client(away)
             .events
             .iter()
             .rev()
@@ -117,14 +117,14 @@ async fn a_session_keeps_messages_until_its_expiry_and_not_after() {
             session_present: true
         })
     ));
-    assert_eq!(payloads(pair.client(sleeper)), ["on"]);
+    assert_eq!(payloads(pair.client(away)), ["on"]);
 
-    pair.cut(sleeper);
+    pair.cut(away);
     publish(&mut pair, sender, "lamp/1", "off", QoS::AtLeastOnce, false);
     pair.advance(Duration::from_secs(31)).await;
-    pair.connect(sleeper).await;
+    pair.connect(away).await;
     assert!(matches!(
-        pair.client(sleeper)
+        pair.client(away)
             .events
             .iter()
             .rev()
@@ -134,7 +134,7 @@ async fn a_session_keeps_messages_until_its_expiry_and_not_after() {
         })
     ));
     assert_eq!(
-        payloads(pair.client(sleeper)),
+        payloads(pair.client(away)),
         ["on"],
         "expired session delivered"
     );
@@ -300,12 +300,12 @@ async fn a_subscribe_takes_effect_while_an_earlier_acknowledgement_waits_for_its
 /// [MQTT-3.3.2-6] the interval forwarded is what is left of it.
 async fn an_expired_message_is_dropped_and_the_rest_of_an_interval_is_forwarded() {
     let mut pair = Pair::new(BrokerConfig::default());
-    let sleeper = pair.add(v5_kept("sleeper", 3600));
+    let away = pair.add(v5_kept("away", 3600));
     let sender = pair.add(v5("sender"));
-    pair.connect(sleeper).await;
+    pair.connect(away).await;
     pair.connect(sender).await;
-    sub(&mut pair, sleeper, "exp/#", QoS::AtLeastOnce);
-    pair.cut(sleeper);
+    sub(&mut pair, away, "exp/#", QoS::AtLeastOnce);
+    pair.cut(away);
     for (topic, payload, interval) in [("exp/short", "gone", 1), ("exp/long", "kept", 100)] {
         let properties = Properties {
             message_expiry_interval: Some(interval),
@@ -317,8 +317,8 @@ async fn an_expired_message_is_dropped_and_the_rest_of_an_interval_is_forwarded(
         pair.settle();
     }
     pair.advance(Duration::from_millis(1_100)).await;
-    pair.connect(sleeper).await;
-    let got: Vec<_> = pair.client(sleeper).deliveries().cloned().collect();
+    pair.connect(away).await;
+    let got: Vec<_> = pair.client(away).deliveries().cloned().collect();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(&got[0].payload[..], b"kept");
     assert_eq!(got[0].properties.message_expiry_interval, Some(99));
