@@ -223,6 +223,11 @@ pub struct HttpConfig {
     /// besides the page's own host (the `Host` header) and loopback origins, which are always
     /// allowed. Requests without an `Origin` header (non-browser clients) are always allowed.
     pub allowed_origins: Vec<String>,
+    /// Names the gateway answers to in `Host`, besides IP addresses, `localhost` and this
+    /// machine's host name (and `NAME.local`), which always count; `"*"` for any. The API
+    /// refuses requests for other names, and an `Origin` counts as the gateway's own only for
+    /// these: a DNS-rebinding page (a foreign name resolving to the gateway) gets nothing.
+    pub allowed_hosts: Vec<String>,
     /// Peers (addresses or CIDR blocks, e.g. `"10.0.0.0/8"`) whose `X-Forwarded-For` and
     /// `Forwarded` headers are believed for the client address; from anyone else they are
     /// ignored.
@@ -242,6 +247,7 @@ impl Default for HttpConfig {
         Self {
             websocket_path: "/mqtt".to_owned(),
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             trusted_proxies: Vec::new(),
             max_message_size: 2 << 20,
             max_frame_size: 2 << 20,

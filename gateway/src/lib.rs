@@ -8,6 +8,7 @@ pub mod api;
 pub mod broker;
 pub mod cert;
 pub mod config;
+mod cross_site;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
@@ -170,6 +171,7 @@ pub async fn run_with(
         devices.clone(),
         schedules.clone(),
         &config.api,
+        &config.http,
     ));
     tracker.spawn(api::devices::run(devices.clone(), shutdown.clone()));
     tracker.spawn(schedule::run(schedules, devices, shutdown.clone()));

@@ -41,6 +41,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::{Broker, Transport};
 use crate::config::{HttpConfig, IpNet};
+use crate::cross_site::Origins;
 use crate::http::Body;
 
 /// Subprotocol names accepted for MQTT, in order of preference: `mqtt` is the name MQTT 3.1.1
@@ -187,9 +188,8 @@ impl MqttHandler for Broker {
 pub struct Endpoint {
     path: String,
     ws_config: WebSocketConfig,
-    /// Extra allowed origins, lower-cased, without a trailing `/`.
-    origins: Vec<String>,
-    any_origin: bool,
+    /// Which browser origins may open a session (`[http] allowed_origins`, `allowed_hosts`).
+    origins: Origins,
     trusted_proxies: Vec<IpNet>,
     handshake_timeout: Duration,
     handler: Arc<dyn MqttHandler>,
@@ -200,7 +200,6 @@ impl std::fmt::Debug for Endpoint {
         f.debug_struct("Endpoint")
             .field("path", &self.path)
             .field("origins", &self.origins)
-            .field("any_origin", &self.any_origin)
             .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
@@ -210,11 +209,6 @@ impl Endpoint {
     /// An endpoint configured by the `[http]` table, serving connections with `handler`.
     #[must_use]
     pub fn new(config: &HttpConfig, handler: Arc<dyn MqttHandler>) -> Self {
-        let origins: Vec<String> = config
-            .allowed_origins
-            .iter()
-            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
-            .collect();
         let path = if config.websocket_path.starts_with('/') {
             config.websocket_path.clone()
         } else {
@@ -230,8 +224,7 @@ impl Endpoint {
                 .max_frame_size(Some(config.max_frame_size.min(config.max_message_size)))
                 // Our adapter already coalesces writes; let every flush go out at once.
                 .write_buffer_size(0),
-            any_origin: origins.iter().any(|o| o == "*"),
-            origins,
+            origins: Origins::new(&config.allowed_origins, &config.allowed_hosts),
             trusted_proxies: config.trusted_proxies.clone(),
             handshake_timeout: Duration::from_secs(config.handshake_timeout.max(1)),
             handler,
@@ -387,39 +380,10 @@ impl Endpoint {
     }
 
     /// Requests without `Origin` (non-browser clients) pass; a browser origin passes when it is
-    /// the host the request was sent to, a loopback origin, or in the configured list.
+    /// the gateway's own (its `Host`, when that is one of the gateway's names), a loopback
+    /// origin, or in the configured list ([`Origins`]).
     pub(crate) fn origin_allowed(&self, headers: &HeaderMap) -> bool {
-        let Some(origin) = headers.get(header::ORIGIN) else {
-            return true;
-        };
-        if self.any_origin {
-            return true;
-        }
-        let Ok(origin) = origin.to_str() else {
-            return false;
-        };
-        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-        if self.origins.contains(&origin) {
-            return true;
-        }
-        let Some((scheme, authority)) = origin.split_once("://") else {
-            return false;
-        };
-        let (host, port) = split_host_port(authority);
-        let default_port = match scheme {
-            "http" => "80",
-            "https" => "443",
-            _ => return false,
-        };
-        if is_loopback_host(host) {
-            return true;
-        }
-        let Some(request_host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-            return false;
-        };
-        let request_host = request_host.to_ascii_lowercase();
-        let (req_host, req_port) = split_host_port(&request_host);
-        host == req_host && port.unwrap_or(default_port) == req_port.unwrap_or(default_port)
+        self.origins.allows(headers)
     }
 }
 
@@ -472,28 +436,6 @@ fn header_has_token(headers: &HeaderMap, name: &header::HeaderName, token: &str)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-/// Splits `host[:port]` (IPv6 literals in brackets).
-fn split_host_port(authority: &str) -> (&str, Option<&str>) {
-    if authority.starts_with('[') {
-        return match authority.find(']') {
-            Some(end) => (&authority[..=end], authority[end + 1..].strip_prefix(':')),
-            None => (authority, None),
-        };
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (authority, None),
-    }
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    if host == "localhost" || host.ends_with(".localhost") {
-        return true;
-    }
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    literal.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The value of `name` in a URL query string (tokens are URL-safe: no percent-decoding).

@@ -117,8 +117,21 @@ async fn request(
     let auth = key
         .map(|k| format!("Authorization: Bearer {k}\r\n"))
         .unwrap_or_default();
+    let headers = format!("Host: localhost\r\n{auth}Content-Type: application/json\r\n");
+    raw_request(addr, method, path, &headers, &body).await
+}
+
+/// One request with exactly these header lines (each ending in CRLF) besides
+/// `Connection: close` and `Content-Length`.
+async fn raw_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> Reply {
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\n{headers}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let io = async {
@@ -687,5 +700,118 @@ async fn the_device_channel_mirrors_a_plug_and_switches_it() {
     plug.publish("tele/chan/LWT", "Offline", QoS::AtLeastOnce, true)
         .await;
     next_view(&mut widget, |v| v["online"] == "Offline").await;
+    gw.stop().await;
+}
+
+/// Defect 3 of the hostile-input round: a page on another site, open in a browser on the
+/// gateway's own machine (so the requests come from loopback, and no key is needed), must not
+/// switch a plug or add a schedule, and a DNS-rebinding page (a foreign name resolving to the
+/// gateway) must not read the API. curl-style requests and the dashboard's own origin still work.
+#[tokio::test]
+async fn requests_from_other_sites_change_nothing() {
+    use switchboard_tools::sim;
+    let gw = Gateway::start(false, None).await;
+    let config = sim::SimConfig {
+        count: 1,
+        profile: sim::Profile::Tasmota,
+        seed: 11,
+        behaviour: sim::Behaviour {
+            button_mean: None,
+            fault_mean: None,
+            ..sim::Behaviour::default()
+        },
+    };
+    let devices = sim::fleet(&config);
+    let id = sim::device_id(&devices[0], 0).to_string();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let sim_stop = CancellationToken::new();
+    let broker = sim::BrokerOptions {
+        addr: gw.mqtt.to_string(),
+        username: None,
+        password: None,
+    };
+    sim::spawn(devices, &broker, &tracker, &sim_stop);
+    let path = format!("/api/v1/devices/{id}");
+    let state = |reply: &Reply| reply.json()["relays"][0]["state"].clone();
+    let before = until(&gw, &path, |r| {
+        r.status == 200 && r.json()["relays"][0]["state"] != "Unknown"
+    })
+    .await;
+    let on = state(&before) != "On";
+    let power = format!("{path}/power");
+    let switch = json!({"relay": 0, "on": on}).to_string();
+    let schedule =
+        json!({"device": id, "rule": {"kind": "at", "time": "07:30", "on": on}}).to_string();
+
+    let evil = "Host: localhost\r\nOrigin: https://evil.example\r\n";
+    let refused = [
+        // A form or `fetch(..., {mode: "no-cors"})`: text/plain needs no CORS preflight.
+        ("POST", power.as_str(), "Host: localhost\r\nContent-Type: text/plain\r\n".to_owned(), 415),
+        ("POST", power.as_str(), "Host: localhost\r\n".to_owned(), 415),
+        ("POST", power.as_str(), format!("{evil}Content-Type: text/plain\r\n"), 403),
+        ("POST", power.as_str(), format!("{evil}Content-Type: application/json\r\n"), 403),
+        ("POST", "/api/v1/schedules", format!("{evil}Content-Type: text/plain\r\n"), 403),
+        (
+            "POST",
+            "/api/v1/schedules",
+            "Host: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n".to_owned(),
+            415,
+        ),
+        // DNS rebinding: the page's own name, same-origin with itself.
+        (
+            "POST",
+            power.as_str(),
+            "Host: evil.example\r\nOrigin: http://evil.example\r\nContent-Type: application/json\r\n"
+                .to_owned(),
+            421,
+        ),
+    ];
+    for (method, target, headers, status) in &refused {
+        let body = if target.ends_with("power") {
+            &switch
+        } else {
+            &schedule
+        };
+        let reply = raw_request(gw.http, method, target, headers, body).await;
+        assert_eq!(
+            reply.status, *status,
+            "{method} {target} with {headers:?}: {reply:?}"
+        );
+        assert!(reply.json()["error"].is_string(), "{reply:?}");
+    }
+    let read = raw_request(
+        gw.http,
+        "GET",
+        "/api/v1/clients",
+        "Host: evil.example\r\n",
+        "",
+    )
+    .await;
+    assert_eq!(read.status, 421, "{read:?}");
+    assert!(
+        String::from_utf8_lossy(&read.body).contains("allowed_hosts"),
+        "the refusal says what to configure: {read:?}"
+    );
+    // Nothing changed.
+    assert_eq!(state(&gw.call("GET", &path, None).await), state(&before));
+    assert_eq!(
+        gw.call("GET", "/api/v1/schedules", None).await.json(),
+        json!([])
+    );
+
+    // curl (no Origin, JSON) and the dashboard on the gateway's own origin still switch.
+    let own = format!(
+        "Host: {0}\r\nOrigin: http://{0}\r\nContent-Type: application/json\r\n",
+        gw.http
+    );
+    let reply = raw_request(gw.http, "POST", &power, &own, &switch).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(state(&reply), if on { "On" } else { "Off" });
+    let curl = "Host: localhost\r\nContent-Type: application/json; charset=utf-8\r\n";
+    let reply = raw_request(gw.http, "POST", "/api/v1/schedules", curl, &schedule).await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+    sim_stop.cancel();
+    tracker.close();
+    tracker.wait().await;
     gw.stop().await;
 }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 async fn http_get(addr: SocketAddr, path: &str, extra: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\r\n");
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     // A 101 keeps the connection open: read what the head needs.
@@ -335,7 +335,7 @@ async fn shutdown_abandons_what_is_left_after_the_deadline() {
         let mut stream = TcpStream::connect(http).await.unwrap();
         let body = r#"{"on":true}"#;
         let req = format!(
-            "POST /api/v1/devices/tasmota:deaf/power HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /api/v1/devices/tasmota:deaf/power HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         stream.write_all(req.as_bytes()).await.unwrap();

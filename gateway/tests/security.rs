@@ -1120,8 +1120,9 @@ async fn spoofed_forwarded_headers_are_not_loopback() {
     );
     let get = async |extra: &str| -> String {
         let mut s = tokio::net::TcpStream::connect(gw.http).await.unwrap();
-        let req =
-            format!("GET /api/v1/clients HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n");
+        let req = format!(
+            "GET /api/v1/clients HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\r\n"
+        );
         s.write_all(req.as_bytes()).await.unwrap();
         let mut out = String::new();
         tokio::time::timeout(TIMEOUT, s.read_to_string(&mut out))

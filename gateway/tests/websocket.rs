@@ -68,11 +68,15 @@ impl Gateway {
     /// A raw HTTP/1.1 WebSocket handshake with extra header lines; returns status, lower-cased
     /// head and body (up to the connection's end or the head alone for `101`).
     async fn handshake(&self, extra: &str) -> (u16, String, String) {
+        self.handshake_to(&self.http.to_string(), extra).await
+    }
+
+    /// A handshake sent with `Host: host` (a browser sends the name it resolved).
+    async fn handshake_to(&self, host: &str, extra: &str) -> (u16, String, String) {
         let mut stream = TcpStream::connect(self.http).await.unwrap();
         let req = format!(
-            "GET /mqtt HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+            "GET /mqtt HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n",
-            self.http
         );
         stream.write_all(req.as_bytes()).await.unwrap();
         let mut raw = Vec::new();
@@ -439,6 +443,47 @@ async fn foreign_origins_are_refused_and_own_and_listed_ones_allowed() {
             .await;
         assert_eq!(status, 101, "{origin}");
     }
+    gw.stop().await;
+}
+
+/// A DNS-rebinding page: `evil.example` made to resolve to the gateway, so the browser sends
+/// `Host: evil.example:PORT` and `Origin: http://evil.example:PORT`, same-origin with itself.
+/// From loopback, an accepted handshake would be an anonymous session. Names in
+/// `[http] allowed_hosts` are the gateway's own and pass.
+#[tokio::test]
+async fn a_dns_rebinding_page_is_not_the_gateways_own_origin() {
+    let gw = Gateway::start_with(|config| {
+        config.http.allowed_hosts = vec!["switchboard.home.arpa".to_owned()];
+    })
+    .await;
+    let port = gw.http.port();
+    for name in ["evil.example", "evil.example."] {
+        let host = format!("{name}:{port}");
+        let (status, _, body) = gw
+            .handshake_to(
+                &host,
+                &format!("Sec-WebSocket-Protocol: mqtt\r\nOrigin: http://{host}\r\n"),
+            )
+            .await;
+        assert_eq!(status, 403, "{host}");
+        assert!(body.contains("origin not allowed"), "{body}");
+    }
+    // A host that no URL can hold is refused too (the origin fuzz target's find).
+    let (status, _, _) = gw
+        .handshake_to(
+            &format!("localhost:{port}"),
+            "Sec-WebSocket-Protocol: mqtt\r\nOrigin: https://D#ASH.e.localhost\r\n",
+        )
+        .await;
+    assert_eq!(status, 403);
+    let own = format!("switchboard.home.arpa:{port}");
+    let (status, _, _) = gw
+        .handshake_to(
+            &own,
+            &format!("Sec-WebSocket-Protocol: mqtt\r\nOrigin: http://{own}\r\n"),
+        )
+        .await;
+    assert_eq!(status, 101);
     gw.stop().await;
 }
 

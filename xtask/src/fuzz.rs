@@ -1,6 +1,12 @@
-//! `cargo xtask fuzz [TARGET] [--time SECS | --runs N]`: builds the libFuzzer targets of every
-//! fuzz crate and runs them, printing per target how many inputs ran, how fast, and whether it
-//! crashed. `cargo xtask test` runs the same code for two seconds a target.
+//! `cargo xtask fuzz [TARGET] [--time SECS | --runs N] [--seed N] [--seeds-only]`: builds the
+//! libFuzzer targets of every fuzz crate and runs them, printing per target how many inputs
+//! ran, how fast, and whether it crashed.
+//!
+//! `cargo xtask test` runs the same code, but reproducibly: a fixed number of inputs from a
+//! fixed random seed, starting from the committed seeds only, so CI gives the same verdict on
+//! the same commit (a time limit would run a different number of inputs on every machine, and
+//! a new finding would turn an unrelated change red). Finding new bugs is what the long runs
+//! are for; a crash they find becomes a committed seed, which every CI run then replays.
 //!
 //! The targets are cargo-fuzz style (`libfuzzer-sys`), but built here on the stable toolchain:
 //! libFuzzer needs only the coverage instrumentation cargo-fuzz passes through `RUSTFLAGS`
@@ -61,6 +67,7 @@ pub(crate) fn command(root: &Path, args: &[String]) -> Result {
     let mut only = None;
     let mut limit = Limit::Seconds(60);
     let mut fresh_corpus = false;
+    let mut seed = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| -> Result<u64> {
@@ -73,25 +80,44 @@ pub(crate) fn command(root: &Path, args: &[String]) -> Result {
         match arg.as_str() {
             "--time" => limit = Limit::Seconds(value("--time")?),
             "--runs" => limit = Limit::Runs(value("--runs")?),
+            "--seed" => seed = Some(value("--seed")?),
             // CI: start from the seeds only, so the step's length does not grow with the corpus.
             "--seeds-only" => fresh_corpus = true,
             flag if flag.starts_with('-') => {
                 return Err(format!(
-                    "unknown flag `{flag}`: usage: cargo xtask fuzz [TARGET] [--time SECS | --runs N]"
+                    "unknown flag `{flag}`: usage: cargo xtask fuzz [TARGET] [--time SECS | --runs N] [--seed N] [--seeds-only]"
                 ));
             }
             name if only.is_none() => only = Some(name.to_owned()),
             extra => return Err(format!("one target at most, `{extra}` is a second")),
         }
     }
-    run(root, only.as_deref(), limit, fresh_corpus)
+    run(
+        root,
+        only.as_deref(),
+        Settings {
+            limit,
+            fresh_corpus,
+            seed,
+        },
+    )
 }
 
-/// Builds every fuzz crate, then runs each target (or only `only`) within `limit`.
+/// How each target runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) limit: Limit,
+    /// Start from the committed seeds only (a fresh corpus), not the grown one.
+    pub(crate) fresh_corpus: bool,
+    /// libFuzzer's random seed (`-seed`); `None`: a new one each run.
+    pub(crate) seed: Option<u64>,
+}
+
+/// Builds every fuzz crate, then runs each target (or only `only`) as `settings` say.
 ///
 /// # Errors
 /// When a build fails, a target is unknown, or any target crashed.
-pub(crate) fn run(root: &Path, only: Option<&str>, limit: Limit, fresh_corpus: bool) -> Result {
+pub(crate) fn run(root: &Path, only: Option<&str>, settings: Settings) -> Result {
     let mut targets = Vec::new();
     for krate in CRATES {
         targets.extend(targets_of(root, krate)?);
@@ -114,7 +140,7 @@ pub(crate) fn run(root: &Path, only: Option<&str>, limit: Limit, fresh_corpus: b
     let bin_dir = out.join(&triple).join("release");
     let mut reports = Vec::new();
     for target in &targets {
-        let report = run_target(root, &bin_dir, &out, target, limit, fresh_corpus)?;
+        let report = run_target(root, &bin_dir, &out, target, settings)?;
         println!(
             "[fuzz] {}: {} executions in {:.0} s ({} per second){}",
             report.name,
@@ -221,9 +247,13 @@ fn run_target(
     bin_dir: &Path,
     out: &Path,
     target: &Target,
-    limit: Limit,
-    fresh_corpus: bool,
+    settings: Settings,
 ) -> Result<Report> {
+    let Settings {
+        limit,
+        fresh_corpus,
+        seed,
+    } = settings;
     let name = &target.name;
     let corpus = if fresh_corpus {
         out.join("ci-corpus").join(name)
@@ -244,6 +274,7 @@ fn run_target(
             Limit::Seconds(s) => format!("-max_total_time={s}"),
             Limit::Runs(n) => format!("-runs={n}"),
         })
+        .args(seed.map(|s| format!("-seed={s}")))
         .arg("-print_final_stats=1")
         .arg("-timeout=10")
         .arg("-rss_limit_mb=2048")
@@ -260,6 +291,18 @@ fn run_target(
     let seconds = started.elapsed().as_secs_f64();
     let log = String::from_utf8_lossy(&output.stderr);
     let (executions, rate) = parse_stats(&log);
+    // libFuzzer reports 0 per second for runs shorter than a second.
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "a rate of executions per second, rounded"
+    )]
+    let rate = if rate == 0 && seconds > 0.0 {
+        (executions as f64 / seconds) as u64
+    } else {
+        rate
+    };
     let failure = if output.status.success() {
         None
     } else {

@@ -3,7 +3,7 @@
 //! - `cargo xtask setup [--demo]`: installs what is missing (idempotent) and says what it does.
 //! - `cargo xtask demo [ARGS]`: setup, `trunk build --release`, then `switchboard demo` serving it.
 //! - `cargo xtask test`: every check CI runs, ending with the runners' summary lines.
-//! - `cargo xtask fuzz [TARGET] [--time SECS | --runs N]`: builds and runs the fuzz targets.
+//! - `cargo xtask fuzz [TARGET] [--time SECS | --runs N] [--seed N] [--seeds-only]`: builds and runs the fuzz targets.
 //!
 //! Everything the project needs on a fresh machine is installed from here, so the README's two
 //! commands stay true.
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
                  demo [ARGS]     build the dashboard and run `switchboard demo ARGS`\n  \
                  dist            build the dashboard into dist/ (trunk build --release)\n  \
                  bench [ARGS]    run `switchboard bench ARGS` from a release build (see BENCHMARKS.md)\n  \
-                 fuzz [TARGET] [--time SECS | --runs N]\n                  \
+                 fuzz [TARGET] [--time SECS | --runs N] [--seed N]\n                  \
                  build the fuzz targets and run each (60 s by default), reporting executions\n  \
                  test            run every check (formatting, lints, tests, browser tests, builds)"
             );

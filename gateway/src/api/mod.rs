@@ -21,6 +21,7 @@ use sha2::Digest as _;
 use switchboard_devices::DeviceId;
 
 use crate::broker::{Broker, Metrics};
+use crate::cross_site::Origins;
 use crate::http::Body;
 use crate::schedule::{Schedule, Schedules};
 
@@ -120,6 +121,8 @@ pub struct Api {
     keys: Arc<[KeyHash]>,
     command_timeout: Duration,
     metrics_auth: bool,
+    /// The gateway's own names and the origins that may change things (`[http]`).
+    origins: Origins,
 }
 
 #[derive(Debug, Serialize)]
@@ -155,8 +158,15 @@ type Answer = Response<Body>;
 impl Api {
     /// The API over these services.
     #[must_use]
-    pub fn new(broker: Broker, devices: Devices, schedules: Schedules, config: &ApiConfig) -> Self {
+    pub fn new(
+        broker: Broker,
+        devices: Devices,
+        schedules: Schedules,
+        config: &ApiConfig,
+        http: &crate::config::HttpConfig,
+    ) -> Self {
         Self {
+            origins: Origins::new(&http.allowed_origins, &http.allowed_hosts),
             broker,
             devices,
             schedules,
@@ -192,6 +202,17 @@ impl Api {
                 _ => method_not_allowed("GET"),
             };
         }
+        // Before anything else: a request for a name that is not the gateway's is a
+        // DNS-rebinding page (or a misconfigured proxy), and gets nothing, not even the spec.
+        if let Err(host) = self.origins.hosts().check(req.headers()) {
+            return error(
+                StatusCode::MISDIRECTED_REQUEST,
+                &format!(
+                    "Host {host:?} is not one of this gateway's names: use its address, \
+                     `localhost` or its host name, or add the name to [http] allowed_hosts"
+                ),
+            );
+        }
         if path == "/api/v1/openapi.json" {
             return Response::builder()
                 .header(header::CONTENT_TYPE, "application/json")
@@ -200,6 +221,9 @@ impl Api {
         }
         if let Err(response) = self.authorize(&req, peer) {
             Metrics::add(&self.broker.metrics().api_auth_failures, 1);
+            return *response;
+        }
+        if let Err(response) = self.same_site(&req) {
             return *response;
         }
         let query = req.uri().query().unwrap_or_default().to_owned();
@@ -395,6 +419,40 @@ impl Api {
         }
     }
 
+    /// Refuses a request that changes something (any method but GET and HEAD) when a browser
+    /// sent it from another site: an `Origin` that is not the gateway's own, a loopback origin or
+    /// listed in `[http] allowed_origins` gets `403`; a body that is not `application/json` gets
+    /// `415`, because a page on any site may POST `text/plain` or a form without asking (a
+    /// "simple" request needs no CORS preflight), but never JSON. curl and the dashboard send
+    /// JSON, and curl sends no `Origin`.
+    fn same_site(&self, req: &Request<Incoming>) -> Result<(), Box<Answer>> {
+        let method = req.method();
+        if method == Method::GET || method == Method::HEAD {
+            return Ok(());
+        }
+        if !self.origins.allows(req.headers()) {
+            return Err(Box::new(error(
+                StatusCode::FORBIDDEN,
+                "cross-site request refused: this Origin may not change anything here \
+                 (add it to [http] allowed_origins to allow it)",
+            )));
+        }
+        let carries_body =
+            method == Method::POST || method == Method::PUT || method == Method::PATCH;
+        if carries_body && !is_json(req.headers()) {
+            let mut response = error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the request body must be JSON: send `Content-Type: application/json`",
+            );
+            response.headers_mut().insert(
+                header::ACCEPT,
+                http::HeaderValue::from_static("application/json"),
+            );
+            return Err(Box::new(response));
+        }
+        Ok(())
+    }
+
     /// Checks the API key (or, with none configured, that the peer is on loopback).
     fn authorize(&self, req: &Request<Incoming>, peer: SocketAddr) -> Result<(), Box<Answer>> {
         if self.keys.is_empty() {
@@ -430,6 +488,15 @@ impl Api {
         );
         Err(Box::new(response))
     }
+}
+
+/// Whether `Content-Type` is `application/json` (parameters such as `charset` allowed).
+fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Answer {
