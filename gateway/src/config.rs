@@ -224,7 +224,8 @@ pub struct HttpConfig {
     /// allowed. Requests without an `Origin` header (non-browser clients) are always allowed.
     pub allowed_origins: Vec<String>,
     /// Names the gateway answers to in `Host`, besides IP addresses, `localhost` and this
-    /// machine's host name (and `NAME.local`), which always count; `"*"` for any. The API
+    /// machine's names (host name, `NAME.local`, `NAME.DOMAIN` for resolv.conf's search domains),
+    /// which always count; `"*"` for any. The API
     /// refuses requests for other names, and an `Origin` counts as the gateway's own only for
     /// these: a DNS-rebinding page (a foreign name resolving to the gateway) gets nothing.
     pub allowed_hosts: Vec<String>,

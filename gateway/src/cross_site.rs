@@ -121,8 +121,8 @@ fn ip_literal(host: &str) -> Option<IpAddr> {
 
 /// The names this gateway answers to in `Host`: every IP address (a rebinding attack needs a
 /// DNS name, so an address literal is always the gateway's own), `localhost` and `*.localhost`,
-/// this machine's host name (also with `.local`, as mDNS announces it), and `[http]
-/// allowed_hosts` (`"*"` accepts any name).
+/// this machine's names ([`machine_names`]), and `[http] allowed_hosts` (`"*"` accepts any
+/// name).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Hosts {
     /// Lower-case, without a trailing dot.
@@ -139,10 +139,7 @@ impl Hosts {
             .filter(|n| !n.is_empty())
             .collect();
         let any = names.iter().any(|n| n == "*");
-        if let Some(own) = machine_host_name() {
-            names.push(format!("{own}.local"));
-            names.push(own);
-        }
+        names.extend(machine_names());
         Self { names, any }
     }
 
@@ -172,13 +169,36 @@ impl Hosts {
     }
 }
 
-/// This machine's host name, lower-case (Linux: the kernel's; elsewhere `/etc/hostname`).
-fn machine_host_name() -> Option<String> {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+/// This machine's names: its host name (Linux: the kernel's; elsewhere `/etc/hostname`),
+/// `NAME.local` (mDNS), and `NAME.DOMAIN` for the `domain` and `search` domains of
+/// `/etc/resolv.conf` (what a router's DNS calls it, e.g. `pi.fritz.box`), lower-case.
+fn machine_names() -> Vec<String> {
+    let Some(own) = ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|path| std::fs::read_to_string(path).ok())
         .map(|name| name.trim().to_ascii_lowercase())
         .filter(|name| is_dns_name(name))
+    else {
+        return Vec::new();
+    };
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut names = vec![format!("{own}.local")];
+    names.extend(search_domains(&resolv).map(|domain| format!("{own}.{domain}")));
+    names.push(own);
+    names
+}
+
+/// The `domain` and `search` entries of a resolv.conf, lower-case, without trailing dots.
+fn search_domains(resolv: &str) -> impl Iterator<Item = String> + '_ {
+    resolv
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            matches!(words.next(), Some("domain" | "search")).then_some(words)
+        })
+        .flatten()
+        .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+        .filter(|d| is_dns_name(d))
 }
 
 /// The browser origins the gateway trusts: `[http] allowed_origins`, loopback origins, and the
@@ -334,6 +354,13 @@ mod tests {
         assert!(any.allows(&headers(&[("origin", "null")])));
         let null = Origins::new(&["null".to_owned()], &[]);
         assert!(null.allows(&headers(&[("origin", "null")])));
+    }
+
+    #[test]
+    fn the_machine_is_also_known_in_its_search_domains() {
+        let resolv = "# comment\nnameserver 192.0.2.53\nsearch fritz.box Home.Arpa.\ndomain lan\n";
+        let domains: Vec<String> = search_domains(resolv).collect();
+        assert_eq!(domains, ["fritz.box", "home.arpa", "lan"]);
     }
 
     #[test]

@@ -30,10 +30,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::HttpConfig;
-use crate::ws::{Endpoint, MqttHandler, query_param};
+use crate::ws::{Endpoint, MqttHandler};
 
 /// The response body type of every handler.
-pub type Body = Full<Bytes>;
+pub use crate::web::Body;
+use crate::web::{percent_decode, query_param, text};
 
 /// Most bytes the file cache holds (each file is charged three times its size: identity, gzip
 /// and brotli encodings together stay below that). Past it the cache starts over.
@@ -666,9 +667,7 @@ fn embed_page(segment: &str, query: Option<&str>) -> Response<Body> {
             );
         }
     };
-    let token = query_param(query, "token")
-        .and_then(|t| percent_decode(&t))
-        .unwrap_or_default();
+    let token = query_param(query, "token").unwrap_or_default();
     let attr = |text: &str| {
         text.replace('&', "&amp;")
             .replace('"', "&quot;")
@@ -718,24 +717,6 @@ pub(crate) fn safe_relative_path(path: &str) -> Option<PathBuf> {
         }
     }
     Some(out)
-}
-
-fn percent_decode(input: &str) -> Option<String> {
-    let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// trunk names built assets `name-<16 hex digits>.ext`.
@@ -789,15 +770,6 @@ fn redirect(location: &str) -> Response<Body> {
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(Full::new(Bytes::from_static(b"moved\n")))
         .unwrap_or_else(|_| text(StatusCode::BAD_REQUEST, "invalid path\n"))
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
-        .expect("static response parts are valid")
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod scram;
 pub mod security;
 pub mod shutdown;
 pub mod tls;
+pub mod web;
 pub mod ws;
 
 use std::net::SocketAddr;

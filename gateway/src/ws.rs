@@ -42,7 +42,7 @@ use tokio_util::task::TaskTracker;
 use crate::broker::{Broker, Transport};
 use crate::config::{HttpConfig, IpNet};
 use crate::cross_site::Origins;
-use crate::http::Body;
+use crate::web::{Body, query_param, text};
 
 /// Subprotocol names accepted for MQTT, in order of preference: `mqtt` is the name MQTT 3.1.1
 /// and 5.0 register ([MQTT-6.0.0-3]); the others are used by older clients and libraries.
@@ -369,7 +369,8 @@ impl Endpoint {
             tracing::info!(origin, "websocket from a disallowed origin refused");
             return Err(Box::new(text(
                 StatusCode::FORBIDDEN,
-                "origin not allowed: add it to [http] allowed_origins\n",
+                "origin not allowed: add it to [http] allowed_origins (or, when it names this gateway, \
+                 the name to [http] allowed_hosts)\n",
             )));
         }
         let protocol = choose_subprotocol(headers)
@@ -436,16 +437,6 @@ fn header_has_token(headers: &HeaderMap, name: &header::HeaderName, token: &str)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-/// The value of `name` in a URL query string (tokens are URL-safe: no percent-decoding).
-pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_owned())
-        .filter(|value| !value.is_empty())
 }
 
 /// The client's address, used by the WebSocket endpoint and the HTTP API alike: the TCP peer, or
@@ -527,15 +518,6 @@ fn parse_hop(hop: &str) -> Option<SocketAddr> {
     }
     let ip = hop.trim_start_matches('[').trim_end_matches(']');
     ip.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 0))
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
-        .expect("static response parts are valid")
 }
 
 /// An MQTT byte stream over a WebSocket: [`AsyncRead`] yields the concatenated payloads of the
@@ -749,17 +731,6 @@ mod tests {
     }
 
     #[test]
-    fn token_query_parameter() {
-        assert_eq!(
-            query_param(Some("a=1&token=sbt1.x.y"), "token").as_deref(),
-            Some("sbt1.x.y")
-        );
-        assert_eq!(query_param(Some("token="), "token"), None);
-        assert_eq!(query_param(Some("tokens=1"), "token"), None);
-        assert_eq!(query_param(None, "token"), None);
-    }
-
-    #[test]
     fn forwarded_headers_count_only_from_trusted_proxies() {
         let peer: SocketAddr = "10.0.0.2:5000".parse().unwrap();
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
@@ -872,6 +843,7 @@ mod tests {
         }
         let config = HttpConfig {
             allowed_origins: origins.iter().map(|o| (*o).to_owned()).collect(),
+            allowed_hosts: vec!["gw.lan".to_owned()],
             ..HttpConfig::default()
         };
         Endpoint::new(&config, Arc::new(Nothing))
@@ -887,6 +859,8 @@ mod tests {
         assert!(allowed("http://gw.lan:8080", "gw.lan:8080"));
         assert!(allowed("https://gw.lan", "GW.lan:443"));
         assert!(!allowed("http://gw.lan:8081", "gw.lan:8080"));
+        // Same-origin with a name that is not the gateway's: a DNS-rebinding page.
+        assert!(!allowed("http://evil.example:8080", "evil.example:8080"));
         assert!(allowed("http://localhost:3000", "gw.lan"));
         assert!(allowed("http://127.0.0.1:3000", "gw.lan"));
         assert!(allowed("http://[::1]:3000", "gw.lan"));

@@ -22,8 +22,8 @@ use switchboard_devices::DeviceId;
 
 use crate::broker::{Broker, Metrics};
 use crate::cross_site::Origins;
-use crate::http::Body;
 use crate::schedule::{Schedule, Schedules};
+use crate::web::{Body, percent_decode, query_param};
 
 pub use self::devices::{Devices, PowerError};
 
@@ -265,7 +265,7 @@ impl Api {
             }
             (["subscriptions"], _) => method_not_allowed("GET"),
             (["retained"], &Method::GET) => {
-                let filter = query_param(&query, "filter").unwrap_or_else(|| "#".to_owned());
+                let filter = query_param(Some(&query), "filter").unwrap_or_else(|| "#".to_owned());
                 match self.broker.retained(&filter) {
                     Ok(list) => json(StatusCode::OK, &list),
                     Err(why) => error(StatusCode::BAD_REQUEST, &why),
@@ -528,33 +528,6 @@ fn method_not_allowed(allow: &'static str) -> Answer {
     response
 }
 
-/// The percent-decoded value of `name` in a query string (`+` stays a `+`: it is an MQTT
-/// wildcard; encode `#` as `%23`).
-fn query_param(query: &str, name: &str) -> Option<String> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(k, _)| *k == name)
-        .and_then(|(_, v)| percent_decode(v))
-}
-
-fn percent_decode(input: &str) -> Option<String> {
-    let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,18 +540,5 @@ mod tests {
         assert_eq!(KeyHash::of(&key), hash);
         assert!(KeyHash::try_from("abc".to_owned()).is_err());
         assert!(KeyHash::try_from("g".repeat(64)).is_err());
-    }
-
-    #[test]
-    fn query_parameters_keep_wildcards() {
-        assert_eq!(
-            query_param("filter=a/+/c", "filter").as_deref(),
-            Some("a/+/c")
-        );
-        assert_eq!(
-            query_param("x=1&filter=a%2F%23", "filter").as_deref(),
-            Some("a/#")
-        );
-        assert_eq!(query_param("x=1", "filter"), None);
     }
 }
