@@ -76,11 +76,15 @@ pub struct LimitsConfig {
     pub publish_rate: u32,
     /// PUBLISH packets a connection may send in a burst above `publish_rate`.
     pub publish_burst: u32,
-    /// Delay before refusing the first failed login from an address, in milliseconds; each
-    /// further consecutive failure doubles it (0: no back-off).
+    /// After a failed login of a user name from an address, the next attempt of that name
+    /// from that address waits this long, in milliseconds, before its password is checked;
+    /// each further consecutive failure doubles it (0: no back-off).
     pub login_backoff_ms: u64,
     /// Longest failed-login delay, in milliseconds.
     pub login_backoff_max_ms: u64,
+    /// Password checks (argon2id: about 19 MiB and tens of milliseconds each) that may run at
+    /// once; further logins queue, one per source address, until `[broker] connect_timeout`.
+    pub password_checks: usize,
     /// Most subscriptions one session may hold (0: no limit); a SUBSCRIBE beyond it gets
     /// 0x97 Quota exceeded (3.1.1: 0x80) for each new filter.
     pub max_subscriptions: usize,
@@ -95,6 +99,7 @@ impl Default for LimitsConfig {
             publish_burst: 1000,
             login_backoff_ms: 250,
             login_backoff_max_ms: 10_000,
+            password_checks: 2,
             max_subscriptions: 1000,
         }
     }

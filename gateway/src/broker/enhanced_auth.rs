@@ -151,7 +151,7 @@ where
             tracing::info!(%peer, %user, "SCRAM-SHA-256 authentication failed: {err}");
             if err == ScramError::BadProof {
                 // The same back-off as a wrong password.
-                let delay = broker.security().login_failed(peer.ip());
+                let delay = broker.security().login_failed(peer.ip(), Some(&user));
                 tokio::time::sleep(delay).await;
             }
             refuse(wr, version, peer, failure_code(&err), &err.to_string()).await;

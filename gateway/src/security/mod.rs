@@ -29,7 +29,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use switchboard_mqtt::ReasonCode;
@@ -39,7 +39,7 @@ use crate::broker::{Authorizer, ClientInfo, ConfigAuthorizer, Transport};
 use crate::config::{LimitsConfig, SecurityConfig};
 
 pub use self::acl::{Acl, Want};
-pub use self::limits::{AddressGuard, LoginBackoff, TokenBucket};
+pub use self::limits::{AddressGuard, HashGate, HashTurn, LoginBackoff, TokenBucket};
 pub use self::passwd::{PasswordFile, PasswordHash};
 pub use self::token::{Claims, TokenError, TokenKeys};
 
@@ -325,8 +325,10 @@ pub struct Security {
     has_acl: AtomicBool,
     /// Sources already told how to add users (bounded; cleared when full). No `.await` held.
     warned: Mutex<HashSet<IpAddr>>,
-    /// Failed logins per source address.
+    /// Failed logins per source address and user name.
     backoff: LoginBackoff,
+    /// Turns for password checks: few at once, one per source address.
+    hash_gate: Arc<HashGate>,
     /// Open connections per source address.
     per_address: Arc<limits::AddressCounts>,
     /// Connections that have not finished CONNECT; a permit lives in the connection task until
@@ -377,6 +379,7 @@ impl Security {
             Duration::from_millis(limits.login_backoff_ms),
             Duration::from_millis(limits.login_backoff_max_ms),
         );
+        let hash_gate = Arc::new(HashGate::new(limits.password_checks));
         Self {
             has_acl: AtomicBool::new(rules.acl.is_some()),
             rules: RwLock::new(Arc::new(rules)),
@@ -386,6 +389,7 @@ impl Security {
             deny_subscribe: ConfigAuthorizer::new(deny_subscribe),
             warned: Mutex::default(),
             backoff,
+            hash_gate,
             per_address: Arc::default(),
             handshakes,
             handshakes_per_address: Arc::default(),
@@ -461,15 +465,28 @@ impl Security {
             .enter(ip, self.limits.max_connections_per_address)
     }
 
-    /// Records a failed login from `ip`; returns how long to wait before refusing it.
+    /// How long a login of `user` from `ip` must wait, after its earlier failures, before
+    /// it is checked.
     #[must_use]
-    pub fn login_failed(&self, ip: IpAddr) -> Duration {
-        self.backoff.failed(ip)
+    pub fn login_wait(&self, ip: IpAddr, user: Option<&str>) -> Duration {
+        self.backoff.wait(ip, user, Instant::now())
     }
 
-    /// Forgets failed logins from `ip` after a successful one.
-    pub fn login_succeeded(&self, ip: IpAddr) {
-        self.backoff.succeeded(ip);
+    /// Records a failed login of `user` from `ip`; returns how long its next attempt waits.
+    pub fn login_failed(&self, ip: IpAddr, user: Option<&str>) -> Duration {
+        self.backoff.failed(ip, user, Instant::now())
+    }
+
+    /// Forgets the failed logins of `user` from `ip` after a successful one (other users'
+    /// failures from the same address stay).
+    pub fn login_succeeded(&self, ip: IpAddr, user: Option<&str>) {
+        self.backoff.succeeded(ip, user);
+    }
+
+    /// The turns for password checks (`[limits] password_checks` at once, one per address).
+    #[must_use]
+    pub fn hash_gate(&self) -> &Arc<HashGate> {
+        &self.hash_gate
     }
 
     /// A publish rate limiter for one connection, or `None` when `publish_rate` is 0.

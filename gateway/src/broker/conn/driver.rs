@@ -244,15 +244,7 @@ async fn accept<W: AsyncWrite + Unpin>(
         (Some(user), None) => Login::proven(user),
         (None, _) => match authenticate(broker, &connect, peer, transport, meta).await {
             Ok(login) => login,
-            Err(code) => {
-                // Back-off per source address: each consecutive failure waits longer before
-                // its refusal, so guessing passwords gets slow.
-                let delay = broker.security().login_failed(peer.ip());
-                tokio::time::sleep(delay).await;
-                let refusal = Refusal {
-                    code,
-                    why: "not authorized",
-                };
+            Err(refusal) => {
                 refuse(wr, version, peer, &connect, &refusal).await;
                 return None;
             }
@@ -315,37 +307,75 @@ async fn refuse<W: AsyncWrite + Unpin>(
     .await;
 }
 
-/// Runs [`crate::security::Authenticator::authenticate`] on the blocking pool (password hashes
-/// are slow on purpose); a successful login clears the source's back-off.
+/// Checks the client's credentials. Password hashes are slow and large on purpose, so a check
+/// waits its turn: one at a time per source address, after that address's back-off for the
+/// user name (so parallel guesses queue behind each other's failures), then for one of
+/// `[limits] password_checks` slots on the blocking pool. A login whose turn does not come
+/// within `connect_timeout` is refused with 0x9F Connection rate exceeded (3.1.1: server
+/// unavailable) without being checked. A failure lengthens the back-off for its (address, user
+/// name); a success clears only that pair.
 async fn authenticate(
     broker: &Broker,
     connect: &Connect,
     peer: SocketAddr,
     transport: Transport,
     meta: &ConnectionMeta,
-) -> Result<Login, ReasonCode> {
+) -> Result<Login, Refusal> {
     let security = Arc::clone(broker.security());
+    let busy = Refusal {
+        code: ReasonCode::ConnectionRateExceeded,
+        why: "too many logins from this address; try again later",
+    };
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(broker.config().connect_timeout.max(1));
+    let ip = peer.ip();
+    let user = connect.username.clone();
+    let Some(mut turn) = security.hash_gate().turn(ip, deadline).await else {
+        tracing::info!(%peer, "login refused: no turn for a password check before the deadline");
+        return Err(busy);
+    };
+    let wait = security.login_wait(ip, user.as_deref());
+    if tokio::time::Instant::now() + wait > deadline {
+        tracing::info!(%peer, user = ?user, "login refused: still in failed-login back-off ({wait:?})");
+        return Err(busy);
+    }
+    tokio::time::sleep(wait).await;
     let client_id = connect.client_id.clone();
-    let username = connect.username.clone();
     let password = connect.password.clone();
     let meta = meta.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        security.authenticate(&ConnectInfo {
-            client_id: &client_id,
-            username: username.as_deref(),
-            password: password.as_deref(),
-            peer,
-            transport,
-            origin: meta.origin.as_deref(),
-            url_token: meta.token.as_deref(),
+    let checker = Arc::clone(&security);
+    let name = user.clone();
+    let result = turn
+        .check(deadline, move || {
+            checker.authenticate(&ConnectInfo {
+                client_id: &client_id,
+                username: name.as_deref(),
+                password: password.as_deref(),
+                peer,
+                transport,
+                origin: meta.origin.as_deref(),
+                url_token: meta.token.as_deref(),
+            })
         })
-    })
-    .await
-    .unwrap_or(Err(ReasonCode::ServerUnavailable));
-    if result.is_ok() {
-        broker.security().login_succeeded(peer.ip());
+        .await;
+    let Some(result) = result else {
+        tracing::info!(%peer, "login refused: no password check slot before the deadline");
+        return Err(busy);
+    };
+    match result {
+        Ok(login) => {
+            security.login_succeeded(ip, user.as_deref());
+            Ok(login)
+        }
+        Err(code) => {
+            let next = security.login_failed(ip, user.as_deref());
+            tracing::debug!(%peer, user = ?user, "login failed; the next attempt waits {next:?}");
+            Err(Refusal {
+                code,
+                why: "not authorized",
+            })
+        }
     }
-    result
 }
 
 /// Writes some of `buf` (`Some(n)`), or flushes when it is empty (`None`). Cancel safe: a
