@@ -1230,3 +1230,183 @@ async fn spoofed_forwarded_headers_are_not_loopback() {
     assert!(direct.starts_with("HTTP/1.1 200"), "{direct}");
     gw.stop().await;
 }
+
+/// A real nginx on loopback in front of the gateway, as a household would put one for TLS.
+/// It takes the client's address from the PROXY protocol (as it does behind a load balancer),
+/// so a test client can stand for one on another network without sending traffic anywhere:
+/// nginx itself writes `X-Forwarded-For`, appending that address to whatever the client sent.
+struct Nginx {
+    port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(upstream: std::net::SocketAddr) -> Self {
+        let nginx = Path::new("/usr/sbin/nginx");
+        assert!(
+            nginx.exists(),
+            "nginx is missing: run `cargo xtask setup` (Debian package `nginx-light`)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.path().display();
+        let conf = format!(
+            "master_process off;\n\
+             pid {d}/nginx.pid;\n\
+             error_log {d}/error.log info;\n\
+             events {{}}\n\
+             http {{\n\
+               access_log off;\n\
+               client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
+               fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+               map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}\n\
+               server {{\n\
+                 listen 127.0.0.1:{port} proxy_protocol;\n\
+                 set_real_ip_from 127.0.0.1;\n\
+                 real_ip_header proxy_protocol;\n\
+                 location / {{\n\
+                   proxy_pass http://{upstream};\n\
+                   proxy_http_version 1.1;\n\
+                   proxy_set_header Host $host;\n\
+                   proxy_set_header Upgrade $http_upgrade;\n\
+                   proxy_set_header Connection $connection_upgrade;\n\
+                   proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+                 }}\n\
+               }}\n\
+             }}\n"
+        );
+        let path = write(dir.path(), "nginx.conf", &conf);
+        let child = std::process::Command::new(nginx)
+            .args(["-p", &d.to_string(), "-c"])
+            .arg(&path)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("nginx starts");
+        Self {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// A connection through nginx from `client` (what the PROXY header says).
+    async fn connect(&self, client: &str) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt as _;
+        let deadline = Instant::now() + TIMEOUT;
+        let mut stream = loop {
+            match tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("nginx is not listening: {e}"),
+            }
+        };
+        let family = if client.contains(':') { "TCP6" } else { "TCP4" };
+        let local = if client.contains(':') {
+            "::1"
+        } else {
+            "127.0.0.1"
+        };
+        let header = format!("PROXY {family} {client} {local} 40000 {}\r\n", self.port);
+        stream.write_all(header.as_bytes()).await.unwrap();
+        stream
+    }
+
+    /// An HTTP GET of `path` through nginx from `client`: status line and body.
+    async fn get(&self, client: &str, path: &str, extra: &str) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = self.connect(client).await;
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        tokio::time::timeout(TIMEOUT, s.read_to_string(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        out
+    }
+
+    /// An MQTT WebSocket through nginx from `client` with extra request headers; the CONNACK
+    /// code of an anonymous CONNECT.
+    async fn anonymous_ws(&self, client: &str, headers: &[(&str, &str)]) -> ReasonCode {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+        let stream = self.connect(client).await;
+        let mut request = format!("ws://localhost:{}/mqtt", self.port)
+            .into_client_request()
+            .unwrap();
+        let h = request.headers_mut();
+        h.insert("sec-websocket-protocol", HeaderValue::from_static("mqtt"));
+        for (name, value) in headers {
+            h.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let (ws, _) =
+            tokio::time::timeout(TIMEOUT, tokio_tungstenite::client_async(request, stream))
+                .await
+                .expect("handshake in time")
+                .expect("upgraded through nginx");
+        let mut c = Mq::new(switchboard::ws::WsByteStream::new(ws), V5);
+        c.connect(connect_packet(V5, "", None, None)).await.code
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Through a real reverse proxy (nginx appending the client's address to `X-Forwarded-For`),
+/// the gateway sees the client nginx saw, for MQTT over WebSocket and for the API alike, and
+/// nothing the client wrote itself makes it loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_nginx_the_client_is_the_one_nginx_saw() {
+    let gw = Gateway::start(|c| {
+        quick(c);
+        c.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let nginx = Nginx::start(gw.http);
+    let remote = "203.0.113.7";
+    // A client on another network: anonymous access is refused however it dresses up.
+    for headers in [
+        &[][..],
+        &[("forwarded", "for=127.0.0.1")][..],
+        &[("forwarded", "for=unknown")][..],
+        &[("x-forwarded-for", "127.0.0.1")][..],
+        &[("x-real-ip", "127.0.0.1")][..],
+    ] {
+        assert_eq!(
+            nginx.anonymous_ws(remote, headers).await,
+            ReasonCode::NotAuthorized,
+            "{headers:?}"
+        );
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
+        let api = nginx.get(remote, "/api/v1/clients", &extra).await;
+        assert!(api.starts_with("HTTP/1.1 403"), "{headers:?}: {api}");
+    }
+    // A client on the gateway's own machine, through the same proxy, is loopback.
+    assert_eq!(
+        nginx.anonymous_ws("127.0.0.1", &[]).await,
+        ReasonCode::Success
+    );
+    let api = nginx.get("127.0.0.1", "/api/v1/clients", "").await;
+    assert!(api.starts_with("HTTP/1.1 200"), "{api}");
+    gw.stop().await;
+}

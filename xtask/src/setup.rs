@@ -193,13 +193,15 @@ fn node_packages(root: &Path) -> Result {
         .run_checked()
 }
 
-/// Debian packages the tests use: a reference broker and its clients, and a headless browser.
+/// Debian packages the tests use: a reference broker and its clients, a headless browser, and
+/// a reverse proxy.
 fn debian_packages() -> Result {
     let wanted = [
         ("mosquitto", "/usr/sbin/mosquitto"),
         ("mosquitto-clients", "/usr/bin/mosquitto_sub"),
         ("chromium", "/usr/bin/chromium"),
         ("chromium-driver", "/usr/bin/chromedriver"),
+        ("nginx-light", "/usr/sbin/nginx"),
     ];
     let missing: Vec<&str> = wanted
         .iter()
@@ -208,7 +210,7 @@ fn debian_packages() -> Result {
         .collect();
     if missing.is_empty() {
         println!(
-            "[setup] Debian packages (mosquitto, mosquitto-clients, chromium, chromium-driver): present"
+            "[setup] Debian packages (mosquitto, mosquitto-clients, chromium, chromium-driver, nginx-light): present"
         );
         return Ok(());
     }
