@@ -17,6 +17,7 @@
 //! refuse commands; retained state is applied on first paint; incoming values are parsed
 //! liberally and a bad payload never erases good state.
 
+pub mod civil;
 pub mod homeassistant;
 pub mod manual;
 pub mod meta;

@@ -150,7 +150,7 @@ pub fn generate(
     let server = dir.join("server.pem");
     let server_key = dir.join("server-key.pem");
     // Key first: a reload between the two writes then fails to match and keeps the old pair.
-    crate::scram::write_private(&server_key, key.serialize_pem().as_bytes())?;
+    crate::files::write_private(&server_key, key.serialize_pem().as_bytes())?;
     std::fs::write(&server, cert.pem())
         .with_context(|| format!("cannot write {}", server.display()))?;
     let mut listed = dns;
@@ -190,7 +190,7 @@ pub fn issue_client(dir: &Path, cn: &str) -> anyhow::Result<(PathBuf, PathBuf)> 
     let cert = params.signed_by(&key, &issuer)?;
     let cert_path = dir.join(format!("client-{cn}.pem"));
     let key_path = dir.join(format!("client-{cn}-key.pem"));
-    crate::scram::write_private(&key_path, key.serialize_pem().as_bytes())?;
+    crate::files::write_private(&key_path, key.serialize_pem().as_bytes())?;
     std::fs::write(&cert_path, cert.pem())
         .with_context(|| format!("cannot write {}", cert_path.display()))?;
     Ok((cert_path, key_path))
@@ -274,7 +274,7 @@ fn ca(dir: &Path) -> anyhow::Result<(Issuer<'static, KeyPair>, bool)> {
     params.serial_number = Some(random_serial()?);
     let key = KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
-    crate::scram::write_private(&key_path, key.serialize_pem().as_bytes())?;
+    crate::files::write_private(&key_path, key.serialize_pem().as_bytes())?;
     std::fs::write(&cert_path, cert.pem())
         .with_context(|| format!("cannot write {}", cert_path.display()))?;
     Ok((Issuer::new(params, key), false))
@@ -304,24 +304,12 @@ fn set_validity(params: &mut CertificateParams, days: i64) {
     let today = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() / 86_400) as i64;
-    let (y, m, d) = civil_from_days(today - 1);
-    params.not_before = rcgen::date_time_ymd(y, m, d);
-    let (y, m, d) = civil_from_days(today + days);
-    params.not_after = rcgen::date_time_ymd(y, m, d);
-}
-
-/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i32, u8, u8) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y as i32, m as u8, d as u8)
+    let ymd = |n: i64| {
+        let (y, m, d) = switchboard_devices::civil::from_days(n);
+        rcgen::date_time_ymd(i32::try_from(y).unwrap_or(9999), m, d)
+    };
+    params.not_before = ymd(today - 1);
+    params.not_after = ymd(today + days);
 }
 
 /// This machine's non-loopback IPv4 addresses.
@@ -343,13 +331,6 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-    }
 
     #[test]
     fn generate_reuses_the_ca_and_renews_the_server_certificate() {

@@ -622,28 +622,6 @@ fn publish_all(msgs: Vec<SimMessage>) -> Vec<Outgoing> {
     msgs.into_iter().map(Outgoing::Publish).collect()
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` (UTC) for a Unix time, as Tasmota writes `Time`.
-pub(super) fn iso_time(unix: u64) -> String {
-    let days = unix / 86_400;
-    let secs = unix % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
 /// Rounds to `places` decimals (for JSON numbers as firmware prints them).
 pub(super) fn round(x: f64, places: i32) -> f64 {
     let f = 10f64.powi(places);
@@ -656,6 +634,7 @@ mod tests {
 
     #[test]
     fn iso_time_is_utc_civil() {
+        use switchboard_devices::civil::iso_seconds as iso_time;
         assert_eq!(iso_time(0), "1970-01-01T00:00:00");
         assert_eq!(iso_time(1_767_225_600), "2026-01-01T00:00:00");
         assert_eq!(iso_time(1_709_208_000 + 3661), "2024-02-29T13:01:01");

@@ -14,9 +14,10 @@
 use std::time::Duration;
 
 use serde_json::json;
+use switchboard_devices::civil::iso_seconds as iso_time;
 use switchboard_mqtt::QoS;
 
-use super::device::{SimDevice, SimMessage, iso_time, round};
+use super::device::{SimDevice, SimMessage, round};
 
 /// The group topic every Tasmota listens to by default.
 const GROUP: &str = "tasmotas";
