@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use super::passwd::{PasswordFile, PasswordHash};
-use super::token::{self, Claims};
+use crate::prompt;
+use crate::security::passwd::{PasswordFile, PasswordHash};
+use crate::security::token::{self, Claims};
 
 /// `switchboard passwd FILE add|remove|list [USER]`.
 #[derive(Debug, Args)]
@@ -60,7 +61,7 @@ pub fn run_passwd(args: &PasswdArgs) -> anyhow::Result<()> {
             }
             let password = match password {
                 Some(p) => p.clone(),
-                None => super::prompt::new_password(user)?,
+                None => prompt::new_password(user)?,
             };
             if password.is_empty() {
                 anyhow::bail!("empty password");

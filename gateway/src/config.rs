@@ -2,10 +2,14 @@
 //!
 //! Unknown keys are errors, so a typo never silently falls back to a default.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+pub use crate::broker::BrokerConfig;
+pub use crate::security::{LimitsConfig, SecurityConfig};
+pub use crate::web::{HttpConfig, IpNet};
 
 /// Default MQTT over TCP listener.
 pub const DEFAULT_MQTT: &str = "0.0.0.0:1883";
@@ -44,65 +48,6 @@ pub struct Config {
     pub security: SecurityConfig,
     /// The `[limits]` table: abuse limits per address and per connection.
     pub limits: LimitsConfig,
-}
-
-/// The `[security]` table. Without users, anonymous clients are accepted from loopback
-/// addresses only; with users, anonymous clients are refused; `allow_anonymous` opens both.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct SecurityConfig {
-    /// Accept clients without credentials from any address.
-    pub allow_anonymous: bool,
-    /// Password file (`user:hash` lines: argon2id, Mosquitto `$6$` / `$7$`); reloaded on
-    /// `SIGHUP`.
-    pub password_file: Option<PathBuf>,
-    /// ACL file in Mosquitto's format; reloaded on `SIGHUP`. Set: anything not granted is
-    /// denied.
-    pub acl_file: Option<PathBuf>,
-}
-
-/// The `[limits]` table: abuse limits (the global connection limit is
-/// `[broker] max_connections`).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    /// Most simultaneous connections from one client address (0: no limit); further ones are
-    /// closed at once.
-    pub max_connections_per_address: usize,
-    /// Most connections that have not finished CONNECT at once; further ones are closed at once.
-    pub max_handshakes: usize,
-    /// PUBLISH packets a second one connection may send on average (0: no limit); exceeding
-    /// it (beyond `publish_burst`) closes the connection (v5: DISCONNECT 0x96).
-    pub publish_rate: u32,
-    /// PUBLISH packets a connection may send in a burst above `publish_rate`.
-    pub publish_burst: u32,
-    /// After a failed login of a user name from an address, the next attempt of that name
-    /// from that address waits this long, in milliseconds, before its password is checked;
-    /// each further consecutive failure doubles it (0: no back-off).
-    pub login_backoff_ms: u64,
-    /// Longest failed-login delay, in milliseconds.
-    pub login_backoff_max_ms: u64,
-    /// Password checks (argon2id: about 19 MiB and tens of milliseconds each) that may run at
-    /// once; further logins queue, one per source address, until `[broker] connect_timeout`.
-    pub password_checks: usize,
-    /// Most subscriptions one session may hold (0: no limit); a SUBSCRIBE beyond it gets
-    /// 0x97 Quota exceeded (3.1.1: 0x80) for each new filter.
-    pub max_subscriptions: usize,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            max_connections_per_address: 1000,
-            max_handshakes: 1000,
-            publish_rate: 0,
-            publish_burst: 1000,
-            login_backoff_ms: 250,
-            login_backoff_max_ms: 10_000,
-            password_checks: 2,
-            max_subscriptions: 1000,
-        }
-    }
 }
 
 /// Listening sockets.
@@ -146,185 +91,6 @@ impl Default for Config {
             security: SecurityConfig::default(),
             limits: LimitsConfig::default(),
         }
-    }
-}
-
-/// The `[broker]` table: MQTT limits and behaviour. Every key is optional; the defaults suit a
-/// household gateway with a few thousand clients.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct BrokerConfig {
-    /// Most simultaneous MQTT connections (all transports together); further connections are
-    /// closed right after accept.
-    pub max_connections: usize,
-    /// Seconds a new connection has to send its CONNECT before it is closed.
-    pub connect_timeout: u64,
-    /// Largest packet accepted from a client, in bytes (advertised as Maximum Packet Size in v5
-    /// CONNACK). A larger packet closes the connection (v5: DISCONNECT 0x95).
-    pub max_packet_size: u32,
-    /// Longest client identifier accepted, in bytes (longer ones: CONNACK 0x85 / v3 0x02).
-    pub max_client_id_len: usize,
-    /// Most levels in a topic name or filter (more: the PUBLISH or subscription is refused).
-    pub max_topic_levels: usize,
-    /// Largest keep alive granted, in seconds. A v5 client asking for more, or for 0 (none), is
-    /// told this value as Server Keep Alive; a v3 client asking for more is held to this value.
-    pub max_keepalive: u16,
-    /// Receive Maximum advertised to v5 clients: QoS 1/2 publications a client may have
-    /// unacknowledged towards the broker. Exceeding it closes the connection with 0x93.
-    pub receive_maximum: u16,
-    /// Most QoS 1/2 messages in flight from the broker to one client (the client's own Receive
-    /// Maximum lowers it further).
-    pub max_inflight: u16,
-    /// Most messages waiting in one session's queue (online or offline) beyond the in-flight
-    /// window. When full, a QoS 0 message is dropped first, else the new message; drops are
-    /// counted.
-    pub max_queued_messages: usize,
-    /// Most payload bytes waiting in one session's queue (same drop policy).
-    pub max_queued_bytes: usize,
-    /// Topic Alias Maximum advertised to v5 clients (aliases the broker accepts inbound).
-    pub topic_alias_maximum: u16,
-    /// Largest session expiry interval granted to v5 clients, in seconds.
-    pub max_session_expiry: u32,
-    /// Seconds between refreshes of the retained `$SYS/broker/...` topics; 0 disables them.
-    pub sys_interval: u64,
-    /// Topic filters nobody may subscribe to (SUBACK 0x80, v5 0x87). A subscription is refused
-    /// when its filter equals one of these or one of these matches it.
-    pub deny_subscribe: Vec<String>,
-    /// Seconds a shutdown (SIGTERM, SIGINT) waits for connections to close and the store to
-    /// flush; after that the remaining tasks are abandoned and the process exits with a
-    /// warning.
-    pub shutdown_timeout: u64,
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        Self {
-            max_connections: 10_000,
-            connect_timeout: 10,
-            max_packet_size: 1 << 20,
-            max_client_id_len: 256,
-            max_topic_levels: 64,
-            max_keepalive: u16::MAX,
-            receive_maximum: 100,
-            max_inflight: 100,
-            max_queued_messages: 10_000,
-            max_queued_bytes: 16 << 20,
-            topic_alias_maximum: 32,
-            max_session_expiry: u32::MAX,
-            sys_interval: 10,
-            deny_subscribe: Vec::new(),
-            shutdown_timeout: 10,
-        }
-    }
-}
-
-/// The `[http]` table: MQTT over WebSocket on the HTTP listeners, and reverse proxies.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Path of the MQTT over WebSocket endpoint (`/mqtt`; the dashboard's client uses it).
-    pub websocket_path: String,
-    /// Browser origins allowed to open the WebSocket (`scheme://host[:port]`, `"*"` for any),
-    /// besides the page's own host (the `Host` header) and loopback origins, which are always
-    /// allowed. Requests without an `Origin` header (non-browser clients) are always allowed.
-    pub allowed_origins: Vec<String>,
-    /// Names the gateway answers to in `Host`, besides IP addresses, `localhost` and this
-    /// machine's names (host name, `NAME.local`, `NAME.DOMAIN` for resolv.conf's search domains),
-    /// which always count; `"*"` for any. The API
-    /// refuses requests for other names, and an `Origin` counts as the gateway's own only for
-    /// these: a DNS-rebinding page (a foreign name resolving to the gateway) gets nothing.
-    pub allowed_hosts: Vec<String>,
-    /// Peers (addresses or CIDR blocks, e.g. `"10.0.0.0/8"`) whose `X-Forwarded-For` and
-    /// `Forwarded` headers are believed for the client address; from anyone else they are
-    /// ignored.
-    pub trusted_proxies: Vec<IpNet>,
-    /// Largest incoming WebSocket message, in bytes (a larger one closes with 1009).
-    pub max_message_size: usize,
-    /// Largest incoming WebSocket frame payload, in bytes (capped at `max_message_size`).
-    pub max_frame_size: usize,
-    /// Seconds a new HTTP connection has to send its request headers, and an accepted WebSocket
-    /// upgrade has to complete (at least 1). The MQTT CONNECT that follows has the broker's own
-    /// `connect_timeout`.
-    pub handshake_timeout: u64,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            websocket_path: "/mqtt".to_owned(),
-            allowed_origins: Vec::new(),
-            allowed_hosts: Vec::new(),
-            trusted_proxies: Vec::new(),
-            max_message_size: 2 << 20,
-            max_frame_size: 2 << 20,
-            handshake_timeout: 10,
-        }
-    }
-}
-
-/// An IP address or a CIDR block (`192.168.0.0/16`, `fd00::/8`); a bare address is a /32 or /128.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl IpNet {
-    /// Whether `ip` lies in this block (an IPv4-mapped IPv6 address counts as IPv4).
-    #[must_use]
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl std::str::FromStr for IpNet {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("`{text}` is not an IP address or CIDR block"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("`{text}`: the prefix length must be 0..={max}"))?,
-        };
-        Ok(Self {
-            addr: addr.to_canonical(),
-            prefix,
-        })
-    }
-}
-
-impl TryFrom<String> for IpNet {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, String> {
-        text.parse()
     }
 }
 

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, InternalSubscriber};
-use crate::schedule::Clock;
+use crate::clock::Clock;
 
 /// Shared handle on the registry. Cheap to clone.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{HttpConfig, IpNet};
+use crate::web::{HttpConfig, IpNet};
 use crate::ws::{Endpoint, MqttHandler, Serving, Slot, UpgradedIo, WsByteStream};
 
 /// [`crate::ws`]'s client address of a request from `peer` with `headers`, behind `trusted`

@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::HttpConfig;
+use crate::web::HttpConfig;
 use crate::ws::{Endpoint, MqttHandler};
 
 /// The response body type of every handler.
@@ -58,7 +58,7 @@ pub struct Site {
     /// How long a connection may take to send request headers.
     header_timeout: Duration,
     /// `[http] trusted_proxies`: whose forwarding headers name the client (WebSocket and API).
-    trusted_proxies: Vec<crate::config::IpNet>,
+    trusted_proxies: Vec<crate::web::IpNet>,
 }
 
 impl Site {

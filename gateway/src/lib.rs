@@ -7,12 +7,17 @@
 pub mod api;
 pub mod broker;
 pub mod cert;
+pub mod cli;
+pub mod clock;
 pub mod config;
 mod cross_site;
+pub mod devices;
+pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
 pub mod observe;
+pub mod prompt;
 pub mod schedule;
 pub mod scram;
 pub mod security;
@@ -106,7 +111,9 @@ pub async fn run_with(
         config.broker.deny_subscribe.clone(),
         Some(&config.data_dir),
     )?);
-    let security_hangup = {
+    // Installed before anything is bound or announced, so a SIGHUP right after start reloads
+    // instead of taking the default action (terminating the process).
+    let hangup = {
         use tokio::signal::unix::{SignalKind, signal};
         signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?
     };
@@ -120,14 +127,6 @@ pub async fn run_with(
         .transpose()?;
     let (mqtt, http) = bind(&config).await?;
     let mqtts = bind_mqtts(&config).await?;
-    // Installed before the listeners are announced, so a SIGHUP right after start reloads
-    // instead of taking the default action (terminating the process).
-    let hangup = if tls.is_some() || scram_file.is_some() {
-        use tokio::signal::unix::{SignalKind, signal};
-        Some(signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?)
-    } else {
-        None
-    };
     let bound = Bound {
         mqtt: mqtt.iter().filter_map(|l| l.local_addr().ok()).collect(),
         http: http.iter().filter_map(|l| l.local_addr().ok()).collect(),
@@ -150,18 +149,12 @@ pub async fn run_with(
         std::sync::Arc::clone(&store),
         security,
     );
-    // SIGHUP: new rules, then open connections whose login they reject are cut.
-    tracker.spawn(security::reload_on_sighup(
-        security_hangup,
-        broker.clone(),
-        shutdown.clone(),
-    ));
     let site = http::Site::new(config.www.clone())
         .with_mqtt(&config.http, std::sync::Arc::new(broker.clone()));
     let clock = options
         .clock
         .unwrap_or_else(|| std::sync::Arc::new(schedule::SystemClock));
-    let devices = api::Devices::new(
+    let devices = devices::Devices::new(
         broker.clone(),
         std::sync::Arc::clone(&clock),
         Duration::from_millis(config.api.command_timeout_ms),
@@ -174,22 +167,20 @@ pub async fn run_with(
         &config.api,
         &config.http,
     ));
-    tracker.spawn(api::devices::run(devices.clone(), shutdown.clone()));
+    tracker.spawn(devices::run(devices.clone(), shutdown.clone()));
     tracker.spawn(schedule::run(schedules, devices, shutdown.clone()));
     if let Some(credentials) = scram {
         tracing::info!(users = credentials.len(), "SCRAM-SHA-256 enabled");
         broker.set_scram_credentials(Some(std::sync::Arc::new(credentials)));
     }
-    if let Some(hangup) = hangup {
-        reload_on_sighup(
-            hangup,
-            tls.clone(),
-            broker.clone(),
-            scram_file,
-            &tracker,
-            shutdown.clone(),
-        );
-    }
+    reload_on_sighup(
+        hangup,
+        tls.clone(),
+        broker.clone(),
+        scram_file,
+        &tracker,
+        shutdown.clone(),
+    );
     for listener in http {
         tracker.spawn(http::serve_tls(
             listener,
@@ -264,8 +255,9 @@ async fn bind_mqtts(config: &Config) -> anyhow::Result<Vec<TcpListener>> {
     Ok(listeners)
 }
 
-/// On every SIGHUP until `shutdown`: reloads the TLS certificate and key and the SCRAM
-/// credential file. A failed reload keeps what is in force and logs why.
+/// On every SIGHUP until `shutdown`: reloads the security rules (password, ACL and revocation
+/// files; open connections whose login the new rules reject are cut), the TLS certificate and
+/// key, and the SCRAM credential file. A failed reload keeps what is in force and logs why.
 fn reload_on_sighup(
     mut hangup: tokio::signal::unix::Signal,
     tls: Option<std::sync::Arc<tls::Tls>>,
@@ -280,6 +272,9 @@ fn reload_on_sighup(
                 () = shutdown.cancelled() => return,
                 got = hangup.recv() => if got.is_none() { return },
             }
+            // File reads and parsing off the reactor.
+            let rules = broker.clone();
+            let _ = tokio::task::spawn_blocking(move || rules.reload_security()).await;
             if let Some(tls) = &tls
                 && let Err(err) = tls.reload()
             {

@@ -51,9 +51,9 @@ enum Command {
     PasswdScram(switchboard::scram::PasswdScramArgs),
     /// Manage a password file: `passwd FILE add|remove|list [USER]` (argon2id; Mosquitto
     /// password files are read too).
-    Passwd(switchboard::security::cli::PasswdArgs),
+    Passwd(switchboard::cli::PasswdArgs),
     /// Create, list and revoke scoped tokens for the dashboard and widgets.
-    Token(switchboard::security::cli::TokenArgs),
+    Token(switchboard::cli::TokenArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,8 +225,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig { .. } | Command::ApiKey { .. } => Ok(()),
         Command::Cert(args) => switchboard::cert::run(&args),
         Command::PasswdScram(args) => switchboard::scram::run_passwd(&args),
-        Command::Passwd(args) => switchboard::security::cli::run_passwd(&args),
-        Command::Token(args) => switchboard::security::cli::run_token(&args),
+        Command::Passwd(args) => switchboard::cli::run_passwd(&args),
+        Command::Token(args) => switchboard::cli::run_token(&args),
     }
 }
 

@@ -236,7 +236,7 @@ pub fn run_passwd(args: &PasswdScramArgs) -> anyhow::Result<()> {
         PasswdAction::Add => {
             let password = match &args.password {
                 Some(p) => p.clone(),
-                None => crate::security::prompt::new_password(&args.user)?,
+                None => crate::prompt::new_password(&args.user)?,
             };
             if password.is_empty() {
                 anyhow::bail!("empty password");
@@ -272,7 +272,7 @@ pub fn delete_user(path: &Path, user: &str) -> anyhow::Result<()> {
     if kept.len() == text.len() || kept.lines().count() == text.lines().count() {
         anyhow::bail!("no user {user} in {}", path.display());
     }
-    write_private(path, kept.as_bytes())
+    Ok(crate::files::write_private(path, kept.as_bytes())?)
 }
 
 /// Adds (or replaces) `user` with `password` in the credential file at `path`, creating it
@@ -301,27 +301,7 @@ pub fn add_user(path: &Path, user: &str, password: &str) -> anyhow::Result<()> {
     }
     out.push_str(&credential.to_line(user));
     out.push('\n');
-    write_private(path, out.as_bytes())
-}
-
-/// Writes `bytes` to `path` with mode 0600 (through a temporary file, renamed into place).
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    Ok(())
+    Ok(crate::files::write_private(path, out.as_bytes())?)
 }
 
 /// A successful exchange.

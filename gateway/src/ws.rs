@@ -40,9 +40,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::{Broker, Transport};
-use crate::config::{HttpConfig, IpNet};
 use crate::cross_site::Origins;
 use crate::web::{Body, query_param, text};
+use crate::web::{HttpConfig, IpNet};
 
 /// Subprotocol names accepted for MQTT, in order of preference: `mqtt` is the name MQTT 3.1.1
 /// and 5.0 register ([MQTT-6.0.0-3]); the others are used by older clients and libraries.

@@ -6,8 +6,6 @@
 //! answers loopback peers only. `/api/v1/openapi.json` needs no key, nor does `/metrics` unless
 //! `[api] metrics_auth` is set. Errors are JSON, `{"error":"..."}`, with a fitting status code.
 
-pub mod devices;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +23,7 @@ use crate::cross_site::Origins;
 use crate::schedule::{Schedule, Schedules};
 use crate::web::{Body, percent_decode, query_param};
 
-pub use self::devices::{Devices, PowerError};
+pub use crate::devices::{Devices, PowerError};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
@@ -163,7 +161,7 @@ impl Api {
         devices: Devices,
         schedules: Schedules,
         config: &ApiConfig,
-        http: &crate::config::HttpConfig,
+        http: &crate::web::HttpConfig,
     ) -> Self {
         Self {
             origins: Origins::new(&http.allowed_origins, &http.allowed_hosts),

@@ -30,7 +30,6 @@
 //! the registry and the trie) before any listener accepts.
 
 mod admin;
-mod auth;
 mod conn;
 mod enhanced_auth;
 mod lifecycle;
@@ -39,6 +38,7 @@ mod persist;
 mod router;
 mod routing;
 mod session;
+mod settings;
 mod store;
 mod sys;
 mod trie;
@@ -58,34 +58,21 @@ use tokio_util::sync::CancellationToken;
 pub use self::admin::{
     ClientSummary, InternalMessage, InternalSubscriber, RetainedSummary, SessionSummary,
 };
-pub use self::auth::{Authorizer, ClientInfo, ConfigAuthorizer};
 pub use self::metrics::{COMMIT_BUCKETS, Histogram, Metrics};
 pub use self::persist::{DurabilityMode, RedbStore, StoreConfig};
 pub use self::session::Message;
+pub use self::settings::BrokerConfig;
 pub use self::store::{
     CommitObserver, MemoryStore, QueuedMessage, Restored, RestoredDelivery, RestoredSession, Store,
     StoreError, Ticket,
 };
-pub use crate::config::BrokerConfig;
+pub use crate::security::{Authorizer, ClientInfo, ConfigAuthorizer, Transport};
 use crate::security::{ConnectionMeta, Security};
 
 use self::router::Durability;
 pub(crate) use self::routing::split_shared;
 use self::session::Session;
 use self::trie::SubTrie;
-
-/// How a client reached the broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// Plain TCP.
-    Tcp,
-    /// TCP with TLS.
-    Tls,
-    /// WebSocket over plain HTTP.
-    WebSocket,
-    /// WebSocket over HTTPS.
-    WebSocketTls,
-}
 
 /// The broker: cheap to clone, all state shared behind one `Arc`.
 #[derive(Debug, Clone)]

@@ -1,12 +1,24 @@
 //! Authorization: every subscribe and publish permission decision goes through one
 //! [`Authorizer`]. [`ConfigAuthorizer`] implements the `[broker] deny_subscribe` list alone;
-//! [`crate::security::Security`] adds users, ACL files and scoped tokens on top of it.
+//! [`super::Security`] adds users, ACL files and scoped tokens on top of it.
 
 use std::net::SocketAddr;
 
-use super::Transport;
-use super::trie::matches;
-use crate::security::Identity;
+use super::Identity;
+use super::topics::matches;
+
+/// How a client reached the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Plain TCP.
+    Tcp,
+    /// TCP with TLS.
+    Tls,
+    /// WebSocket over plain HTTP.
+    WebSocket,
+    /// WebSocket over HTTPS.
+    WebSocketTls,
+}
 
 /// Who is asking.
 #[derive(Debug, Clone, Copy)]

@@ -17,10 +17,10 @@
 //! [`Revoked`]). A reload error keeps the old rules.
 
 pub mod acl;
-pub mod cli;
+mod authorize;
 pub mod limits;
 pub mod passwd;
-pub mod prompt;
+mod settings;
 pub mod token;
 pub mod topics;
 
@@ -35,12 +35,11 @@ use parking_lot::{Mutex, RwLock};
 use switchboard_mqtt::ReasonCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::broker::{Authorizer, ClientInfo, ConfigAuthorizer, Transport};
-use crate::config::{LimitsConfig, SecurityConfig};
-
 pub use self::acl::{Acl, Want};
+pub use self::authorize::{Authorizer, ClientInfo, ConfigAuthorizer, Transport};
 pub use self::limits::{AddressGuard, HashGate, HashTurn, LoginBackoff, TokenBucket};
 pub use self::passwd::{PasswordFile, PasswordHash};
+pub use self::settings::{LimitsConfig, SecurityConfig};
 pub use self::token::{Claims, TokenError, TokenKeys};
 
 /// Error loading a password, ACL or token file.
@@ -400,7 +399,7 @@ impl Security {
     /// rules in force stay and the error (file and line) is returned and logged.
     ///
     /// This only swaps the rules: open connections whose login the new rules reject are cut
-    /// by the broker ([`crate::broker::Broker::reload_security`] does both).
+    /// by the broker (its `reload_security` does both).
     ///
     /// # Errors
     /// Which file is bad and why.
@@ -676,43 +675,6 @@ impl Authorizer for Security {
             }
         }
     }
-}
-
-/// Reloads `broker`'s security rules on every `SIGHUP` until `shutdown`
-/// ([`crate::broker::Broker::reload_security`]: open connections stay unless their login is no
-/// longer valid; a failed reload keeps the rules in force and logs the file and line).
-pub async fn reload_on_sighup(
-    mut hangup: tokio::signal::unix::Signal,
-    broker: crate::broker::Broker,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            got = hangup.recv() => if got.is_none() { return },
-        }
-        let broker = broker.clone();
-        // File reads and parsing off the reactor.
-        let _ = tokio::task::spawn_blocking(move || broker.reload_security()).await;
-    }
-}
-
-/// Writes `data` to `path` through a temporary file and a rename, mode 0600 on Unix.
-///
-/// # Errors
-/// The I/O error.
-pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp)?;
-    file.write_all(data)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

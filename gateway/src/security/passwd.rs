@@ -198,7 +198,7 @@ impl PasswordFile {
     /// # Errors
     /// The I/O error.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        super::write_private(path, self.to_text().as_bytes())
+        crate::files::write_private(path, self.to_text().as_bytes())
     }
 
     /// The file's text.
