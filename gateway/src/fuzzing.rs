@@ -57,6 +57,8 @@ impl MqttHandler for NoBroker {
         &self,
         _stream: WsByteStream<UpgradedIo>,
         _peer: SocketAddr,
+        _transport: crate::broker::Transport,
+        _meta: crate::security::ConnectionMeta,
         _shutdown: CancellationToken,
     ) -> Serving {
         Box::pin(async {})

@@ -204,25 +204,7 @@ pub async fn serve_tls(
 ) {
     // Tracks HTTP connections and the WebSocket tasks they start; closed and waited for below.
     let tasks = TaskTracker::new();
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    tracing::warn!("http accept failed: {err}; retrying in {backoff:?}");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            },
-        };
-        backoff = Duration::from_millis(10);
-        let _ = stream.set_nodelay(true);
+    crate::listen::accept_until(&listener, "http", &shutdown, |stream, peer| {
         let site = site.clone();
         let shutdown = shutdown.clone();
         let conn_tasks = tasks.clone();
@@ -253,7 +235,8 @@ pub async fn serve_tls(
                 }
             }
         });
-    }
+    })
+    .await;
     tasks.close();
     tasks.wait().await;
 }

@@ -16,6 +16,7 @@ pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod listen;
 pub mod observe;
 pub mod prompt;
 pub mod schedule;
@@ -314,46 +315,26 @@ fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn broker::Stor
 }
 
 /// Accepts MQTT over TCP connections until `shutdown`, one task per connection (tracked by
-/// `tracker`, holding a connection permit for its lifetime). Accept errors (for example out of
-/// file descriptors) back off from 10 ms up to 1 s instead of spinning.
+/// `tracker`, holding a connection permit for its lifetime).
 async fn accept_mqtt(
     listener: TcpListener,
     broker: broker::Broker,
     tracker: tokio_util::task::TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
+    listen::accept_until(&listener, "mqtt", &shutdown, |stream, peer| {
+        let Some(permit) = broker.try_acquire_connection() else {
+            tracing::warn!(%peer, "connection limit reached, closing new connection");
+            return;
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                backoff = Duration::from_millis(10);
-                let Some(permit) = broker.try_acquire_connection() else {
-                    tracing::warn!(%peer, "connection limit reached, closing new connection");
-                    drop(stream);
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let broker = broker.clone();
-                let shutdown = shutdown.clone();
-                tracker.spawn(async move {
-                    broker
-                        .serve_connection(stream, peer, broker::Transport::Tcp, shutdown)
-                        .await;
-                    drop(permit);
-                });
-            }
-            Err(err) => {
-                tracing::warn!("accept failed: {err}; retrying in {backoff:?}");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-        }
-    }
+        let broker = broker.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            broker
+                .serve_connection(stream, peer, broker::Transport::Tcp, shutdown)
+                .await;
+            drop(permit);
+        });
+    })
+    .await;
 }

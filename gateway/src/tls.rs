@@ -16,7 +16,6 @@
 //! `client_cert_required = false` (the default) clients without a certificate are still
 //! accepted and authenticate as usual.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -214,8 +213,7 @@ fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
 
 /// Accepts MQTT over TLS connections on `listener` until `shutdown`: one task per connection
 /// (on `tracker`, holding a broker connection permit), which completes the TLS handshake within
-/// the broker's `connect_timeout` and then serves MQTT as [`Transport::Tls`]. Accept errors back
-/// off from 10 ms to 1 s.
+/// the broker's `connect_timeout` and then serves MQTT as [`Transport::Tls`].
 pub async fn serve_mqtts(
     listener: TcpListener,
     tls: Arc<Tls>,
@@ -223,31 +221,12 @@ pub async fn serve_mqtts(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(10);
     let deadline = Duration::from_secs(broker.config().connect_timeout.max(1));
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer): (_, SocketAddr) = match accepted {
-            Ok(pair) => pair,
-            Err(err) => {
-                tracing::warn!("mqtts accept failed: {err}; retrying in {backoff:?}");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(10);
+    crate::listen::accept_until(&listener, "mqtts", &shutdown, |stream, peer| {
         let Some(permit) = broker.try_acquire_connection() else {
             tracing::warn!(%peer, "connection limit reached, closing new TLS connection");
-            continue;
+            return;
         };
-        let _ = stream.set_nodelay(true);
         let broker = broker.clone();
         let tls = Arc::clone(&tls);
         let shutdown = shutdown.clone();
@@ -270,7 +249,8 @@ pub async fn serve_mqtts(
             }
             drop(permit);
         });
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]

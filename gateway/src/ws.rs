@@ -69,65 +69,38 @@ pub trait MqttHandler: Send + Sync + 'static {
     fn reserve(&self) -> Option<Slot>;
 
     /// Serves one MQTT connection over `stream` until it ends or `shutdown` is cancelled.
+    /// `transport` says whether it came over HTTPS (WSS); `meta` is what the handshake carried
+    /// for authentication (`Origin` header, `?token=`, the TLS client certificate's name).
     fn serve(
         &self,
         stream: WsByteStream<UpgradedIo>,
         peer: SocketAddr,
+        transport: Transport,
+        meta: crate::security::ConnectionMeta,
         shutdown: CancellationToken,
     ) -> Serving;
-
-    /// Serves an MQTT connection that arrived over HTTPS (WSS); `cert_cn` is the common name of
-    /// the verified TLS client certificate. By default the same as [`MqttHandler::serve`].
-    fn serve_secure(
-        &self,
-        stream: WsByteStream<UpgradedIo>,
-        peer: SocketAddr,
-        cert_cn: Option<String>,
-        shutdown: CancellationToken,
-    ) -> Serving {
-        let _ = cert_cn;
-        self.serve(stream, peer, shutdown)
-    }
 
     /// Counts one WebSocket handshake: accepted (`101`) or refused. Does nothing by default.
     fn handshake(&self, accepted: bool) {
         let _ = accepted;
     }
-
-    /// Serves an MQTT connection with what the handshake carried for authentication (`Origin`
-    /// header, `?token=`, TLS client certificate; `secure`: it came over HTTPS). By default
-    /// [`MqttHandler::serve_secure`] or [`MqttHandler::serve`], ignoring `meta`.
-    fn serve_with(
-        &self,
-        stream: WsByteStream<UpgradedIo>,
-        peer: SocketAddr,
-        secure: bool,
-        meta: crate::security::ConnectionMeta,
-        shutdown: CancellationToken,
-    ) -> Serving {
-        if secure {
-            self.serve_secure(stream, peer, meta.cert_cn, shutdown)
-        } else {
-            self.serve(stream, peer, shutdown)
-        }
-    }
 }
 
 impl MqttHandler for Broker {
-    fn serve_with(
+    fn reserve(&self) -> Option<Slot> {
+        self.try_acquire_connection()
+            .map(|permit| Box::new(permit) as Slot)
+    }
+
+    fn serve(
         &self,
         stream: WsByteStream<UpgradedIo>,
         peer: SocketAddr,
-        secure: bool,
+        transport: Transport,
         meta: crate::security::ConnectionMeta,
         shutdown: CancellationToken,
     ) -> Serving {
         let broker = self.clone();
-        let transport = if secure {
-            Transport::WebSocketTls
-        } else {
-            Transport::WebSocket
-        };
         Box::pin(async move {
             broker
                 .serve_connection_with(stream, peer, transport, meta, shutdown)
@@ -143,44 +116,6 @@ impl MqttHandler for Broker {
             &m.ws_rejections
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn serve_secure(
-        &self,
-        stream: WsByteStream<UpgradedIo>,
-        peer: SocketAddr,
-        cert_cn: Option<String>,
-        shutdown: CancellationToken,
-    ) -> Serving {
-        let broker = self.clone();
-        let meta = crate::security::ConnectionMeta {
-            cert_cn,
-            ..crate::security::ConnectionMeta::default()
-        };
-        Box::pin(async move {
-            broker
-                .serve_connection_with(stream, peer, Transport::WebSocketTls, meta, shutdown)
-                .await;
-        })
-    }
-
-    fn reserve(&self) -> Option<Slot> {
-        self.try_acquire_connection()
-            .map(|permit| Box::new(permit) as Slot)
-    }
-
-    fn serve(
-        &self,
-        stream: WsByteStream<UpgradedIo>,
-        peer: SocketAddr,
-        shutdown: CancellationToken,
-    ) -> Serving {
-        let broker = self.clone();
-        Box::pin(async move {
-            broker
-                .serve_connection(stream, peer, Transport::WebSocket, shutdown)
-                .await;
-        })
     }
 }
 
@@ -304,12 +239,15 @@ impl Endpoint {
             tracing::debug!(%client, %peer, "websocket connection");
             let stream = WsByteStream::new(ws);
             let mut meta = meta;
-            let is_secure = secure.is_some();
-            if let Some(tls) = secure {
-                meta.cert_cn = tls.cert_cn;
-            }
+            let transport = match secure {
+                Some(tls) => {
+                    meta.cert_cn = tls.cert_cn;
+                    Transport::WebSocketTls
+                }
+                None => Transport::WebSocket,
+            };
             handler
-                .serve_with(stream, client, is_secure, meta, shutdown)
+                .serve(stream, client, transport, meta, shutdown)
                 .await;
             drop(slot);
         });
@@ -836,6 +774,8 @@ mod tests {
                 &self,
                 _: WsByteStream<UpgradedIo>,
                 _: SocketAddr,
+                _: Transport,
+                _: crate::security::ConnectionMeta,
                 _: CancellationToken,
             ) -> Serving {
                 Box::pin(async {})
