@@ -20,6 +20,8 @@ use crate::model::{Availability, Device, DeviceId, Family, Relay};
 
 /// Topic prefix of the device channel (followed by the encoded id).
 pub const VIEW_PREFIX: &str = "switchboard/devices/";
+/// The filter matching every state topic ([`is_view_topic`]), which only the gateway publishes.
+pub const VIEW_FILTER: &str = "switchboard/devices/+";
 
 /// The retained state topic of `id`.
 #[must_use]

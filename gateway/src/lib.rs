@@ -106,12 +106,17 @@ pub async fn run_with(
     // before the first PUBLISH is accepted.
     let store = open_store(&config)?;
     // Users, ACLs and tokens: a bad file fails the start (a SIGHUP reload keeps the old rules).
-    let security = std::sync::Arc::new(security::Security::new(
-        config.security.clone(),
-        config.limits.clone(),
-        config.broker.deny_subscribe.clone(),
-        Some(&config.data_dir),
-    )?);
+    // The device channel's state topics are the gateway's own (it derives them from the
+    // devices): a client publishing there could show a plug as switched when it is not.
+    let security = std::sync::Arc::new(
+        security::Security::new(
+            config.security.clone(),
+            config.limits.clone(),
+            config.broker.deny_subscribe.clone(),
+            Some(&config.data_dir),
+        )?
+        .reserve([switchboard_devices::view::VIEW_FILTER.to_owned()]),
+    );
     // Installed before anything is bound or announced, so a SIGHUP right after start reloads
     // instead of taking the default action (terminating the process).
     let hangup = {

@@ -328,6 +328,8 @@ pub struct Security {
     backoff: LoginBackoff,
     /// Turns for password checks: few at once, one per source address.
     hash_gate: Arc<HashGate>,
+    /// Topic filters only the gateway itself publishes to ([`Security::reserve`]).
+    reserved: Vec<String>,
     /// Open connections per source address.
     per_address: Arc<limits::AddressCounts>,
     /// Connections that have not finished CONNECT; a permit lives in the connection task until
@@ -389,6 +391,7 @@ impl Security {
             warned: Mutex::default(),
             backoff,
             hash_gate,
+            reserved: Vec::new(),
             per_address: Arc::default(),
             handshakes,
             handshakes_per_address: Arc::default(),
@@ -426,6 +429,14 @@ impl Security {
             allow_anonymous: self.config.allow_anonymous,
             now: token::unix_now(),
         }
+    }
+
+    /// Reserves `filters` for the gateway: no client may publish to a topic they match, whatever
+    /// the ACL or token says (the gateway's own publications do not pass through here).
+    #[must_use]
+    pub fn reserve(mut self, filters: impl IntoIterator<Item = String>) -> Self {
+        self.reserved.extend(filters);
+        self
     }
 
     /// The rules in force.
@@ -643,9 +654,7 @@ impl Authorizer for Security {
     }
 
     fn may_publish(&self, client: &ClientInfo<'_>, topic: &str) -> bool {
-        // The device channel's state topics are the gateway's own (it derives them from the
-        // devices); a client publishing there could show a plug as switched when it is not.
-        if switchboard_devices::view::is_view_topic(topic) {
+        if self.reserved.iter().any(|f| topics::matches(f, topic)) {
             return false;
         }
         match client.identity {
