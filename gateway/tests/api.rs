@@ -8,9 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Client, TIMEOUT, V3_1_1, V5, text};
+use common::{Client, TIMEOUT, V3_1_1, V5, harness, text};
 use serde_json::{Value, json};
-use switchboard::config::Config;
 use switchboard::schedule::ManualClock;
 use switchboard_mqtt::QoS;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -25,8 +24,7 @@ const MONDAY: u64 = 1_795_392_000_000;
 struct Gateway {
     mqtt: SocketAddr,
     http: SocketAddr,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    running: harness::Running,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -44,13 +42,7 @@ impl Gateway {
         keys: bool,
         clock: Option<Arc<ManualClock>>,
     ) -> Self {
-        let mut config = Config {
-            data_dir: data_dir.to_owned(),
-            ..Config::default()
-        };
-        config.listeners.mqtt = vec!["127.0.0.1:0".parse().unwrap()];
-        config.listeners.http = vec!["127.0.0.1:0".parse().unwrap()];
-        config.broker.sys_interval = 0;
+        let mut config = harness::loopback(data_dir);
         config.api.command_timeout_ms = 400;
         if keys {
             config.api.keys = vec![switchboard::api::KeyHash::of(KEY)];
@@ -58,32 +50,17 @@ impl Gateway {
         let options = switchboard::RunOptions {
             clock: clock.map(|c| c as Arc<dyn switchboard::schedule::Clock>),
         };
-        let shutdown = CancellationToken::new();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let token = shutdown.clone();
-        let task = tokio::spawn(async move {
-            switchboard::run_with(config, options, token, move |bound| {
-                let _ = tx.send((bound.mqtt[0], bound.http[0]));
-            })
-            .await
-        });
-        let (mqtt, http) = tokio::time::timeout(TIMEOUT, rx).await.unwrap().unwrap();
+        let running = harness::Running::start_with(config, options).await;
         Self {
-            mqtt,
-            http,
-            shutdown,
-            task,
+            mqtt: running.bound.mqtt[0],
+            http: running.bound.http[0],
+            running,
             _dir: None,
         }
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(TIMEOUT, self.task)
-            .await
-            .expect("stopped in time")
-            .unwrap()
-            .unwrap();
+        self.running.stop().await;
     }
 
     /// One request with the test key; returns status, headers (lower-case names) and body.

@@ -2,15 +2,15 @@
 //! brotli negotiation (on the fly and precompressed siblings), ETag and 304, SPA fallback,
 //! traversal attempts, 404, HEAD and `/healthz`.
 
+mod harness;
+
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use switchboard::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 const APP_JS: &str = "export function plug(state) { return state.on ? 'on' : 'off'; }\n";
 
@@ -47,8 +47,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 struct Gateway {
     www: std::path::PathBuf,
     http: SocketAddr,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    running: harness::Running,
     outside: std::path::PathBuf,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
@@ -94,25 +93,13 @@ impl Gateway {
         std::fs::write(&outside, "secret").unwrap();
         symlink(&outside, &www.path().join("escape.txt"));
 
-        let mut config = Config::default();
-        config.listeners.mqtt = vec!["127.0.0.1:0".parse().unwrap()];
-        config.listeners.http = vec!["127.0.0.1:0".parse().unwrap()];
-        config.data_dir = data.path().to_owned();
+        let mut config = harness::loopback(data.path());
         config.www = www.path().to_owned();
-        let shutdown = CancellationToken::new();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(switchboard::run(config, shutdown.clone(), move |bound| {
-            let _ = tx.send(bound.http[0]);
-        }));
-        let http = tokio::time::timeout(Duration::from_secs(10), rx)
-            .await
-            .expect("gateway bound in time")
-            .expect("gateway reported its address");
+        let running = harness::Running::start(config).await;
         Self {
             www: www.path().to_owned(),
-            http,
-            shutdown,
-            task,
+            http: running.bound.http[0],
+            running,
             outside,
             _dirs: (www, data),
         }
@@ -144,12 +131,7 @@ impl Gateway {
 
     async fn stop(self) {
         let _ = std::fs::remove_file(&self.outside);
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("gateway stopped in time")
-            .unwrap()
-            .unwrap();
+        self.running.stop().await;
     }
 }
 

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Client, TIMEOUT, V3_1_1, V5, text};
+use common::{Client, TIMEOUT, V3_1_1, V5, harness, text};
 use switchboard::config::Config;
 use switchboard_mqtt::{QoS, ReasonCode};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
@@ -67,25 +67,13 @@ async fn start_with(
     tweak: impl FnOnce(&mut Config),
 ) -> (SocketAddr, SocketAddr, CancellationToken, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        data_dir: dir.path().to_owned(),
-        ..Config::default()
-    };
-    config.listeners.mqtt = vec!["127.0.0.1:0".parse().unwrap()];
-    config.listeners.http = vec!["127.0.0.1:0".parse().unwrap()];
+    let mut config = harness::loopback(dir.path());
     config.broker.sys_interval = sys_interval;
     tweak(&mut config);
-    let shutdown = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let token = shutdown.clone();
-    tokio::spawn(async move {
-        switchboard::run(config, token, move |bound| {
-            let _ = tx.send((bound.mqtt[0], bound.http[0]));
-        })
-        .await
-    });
-    let (mqtt, http) = tokio::time::timeout(TIMEOUT, rx).await.unwrap().unwrap();
-    (mqtt, http, shutdown, dir)
+    // The tests stop it by cancelling the token.
+    let running = harness::Running::start(config).await;
+    let bound = &running.bound;
+    (bound.mqtt[0], bound.http[0], running.shutdown.clone(), dir)
 }
 
 /// `[api] metrics_auth = true` puts `/metrics` behind the API key; by default it needs none.

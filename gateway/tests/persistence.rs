@@ -6,20 +6,18 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use common::{Client, TIMEOUT, V3_1_1, V5, pid, text};
-use switchboard::broker::{BrokerConfig, DurabilityMode};
+use common::{Client, V3_1_1, V5, harness, pid, text};
+use switchboard::broker::DurabilityMode;
 use switchboard::config::Config;
 use switchboard_mqtt::{
     Connect, LastWill, Packet, PubAck, PubComp, PubRec, PubRel, Publish, QoS, QosPid, ReasonCode,
     SubscriptionOptions,
 };
-use tokio_util::sync::CancellationToken;
 
 /// A gateway running in-process on `dir`.
 struct Gateway {
     addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    running: harness::Running,
 }
 
 impl Gateway {
@@ -28,44 +26,18 @@ impl Gateway {
     }
 
     async fn start_with(dir: &Path, tweak: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Config {
-            data_dir: dir.to_owned(),
-            broker: BrokerConfig {
-                sys_interval: 0,
-                ..BrokerConfig::default()
-            },
-            ..Config::default()
-        };
-        config.listeners.mqtt = vec!["127.0.0.1:0".parse().unwrap()];
+        let mut config = harness::loopback(dir);
         config.listeners.http = Vec::new();
         tweak(&mut config);
-        let shutdown = CancellationToken::new();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let token = shutdown.clone();
-        let task = tokio::spawn(async move {
-            switchboard::run(config, token, move |bound| {
-                let _ = tx.send(bound.mqtt[0]);
-            })
-            .await
-        });
-        let addr = tokio::time::timeout(TIMEOUT, rx)
-            .await
-            .expect("bound in time")
-            .expect("bound");
+        let running = harness::Running::start(config).await;
         Self {
-            addr,
-            shutdown,
-            task,
+            addr: running.bound.mqtt[0],
+            running,
         }
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(TIMEOUT, self.task)
-            .await
-            .expect("stopped in time")
-            .expect("task")
-            .expect("run ok");
+        self.running.stop().await;
     }
 }
 

@@ -7,19 +7,16 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac as _};
 use sha2::{Digest as _, Sha256};
-use switchboard::config::Config;
 use switchboard_mqtt::{Auth, Bytes, Connect, Packet, ReasonCode};
-use tokio_util::sync::CancellationToken;
 
-use common::{Client, TIMEOUT, V3_1_1, V5};
+use common::{Client, TIMEOUT, V3_1_1, V5, harness};
 
 const METHOD: &str = "SCRAM-SHA-256";
 
 struct Gateway {
     addr: std::net::SocketAddr,
     scram_file: std::path::PathBuf,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    running: harness::Running,
     _dir: tempfile::TempDir,
 }
 
@@ -34,45 +31,25 @@ impl Gateway {
     async fn with_users(users: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let scram_file = dir.path().join("scram");
-        let mut config = Config {
-            data_dir: dir.path().join("data"),
-            ..Config::default()
-        };
-        config.listeners.mqtt = vec!["127.0.0.1:0".parse().unwrap()];
+        let mut config = harness::loopback(&dir.path().join("data"));
         config.listeners.http = Vec::new();
-        config.broker.sys_interval = 0;
         for (user, password) in users {
             switchboard::scram::add_user(&scram_file, user, password).unwrap();
         }
         if !users.is_empty() {
             config.scram.file = Some(scram_file.clone());
         }
-        let shutdown = CancellationToken::new();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let token = shutdown.clone();
-        let task = tokio::spawn(async move {
-            switchboard::run(config, token, move |bound| {
-                let _ = tx.send(bound.mqtt[0]);
-            })
-            .await
-        });
-        let addr = tokio::time::timeout(TIMEOUT, rx).await.unwrap().unwrap();
+        let running = harness::Running::start(config).await;
         Self {
-            addr,
+            addr: running.bound.mqtt[0],
             scram_file,
-            shutdown,
-            task,
+            running,
             _dir: dir,
         }
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(TIMEOUT, self.task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        self.running.stop().await;
     }
 }
 

@@ -3,33 +3,23 @@
 //! another client exactly as the real firmware does, and its availability is retained. The
 //! same checks against Mosquitto, family by family, are in `tools/tests/sim.rs`.
 
+mod harness;
 #[path = "../../tools/tests/support/mod.rs"]
 mod support;
 
 use switchboard_tools::mqtt_client::{Client, ClientOptions, ProtocolVersion, QoS};
 use switchboard_tools::sim::Profile;
-use tokio_util::sync::CancellationToken;
 
-use support::{Observer, Running, WAIT, fleet, is, json};
+use support::{Observer, Running, fleet, is, json};
 
 /// The mixed household against Switchboard's own broker, in-process on port 0.
 #[tokio::test]
 async fn mixed_household_against_switchboard() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = switchboard::config::Config::default();
-    config.listeners.mqtt = vec!["127.0.0.1:0".parse().expect("addr")];
+    let mut config = harness::loopback(&dir.path().join("data"));
     config.listeners.http = vec![];
-    config.data_dir = dir.path().join("data");
-    let shutdown = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let gateway = tokio::spawn(switchboard::run(config, shutdown.clone(), move |bound| {
-        let _ = tx.send(bound.mqtt[0]);
-    }));
-    let addr = tokio::time::timeout(WAIT, rx)
-        .await
-        .expect("bound in time")
-        .expect("bound")
-        .to_string();
+    let gateway = harness::Running::start(config).await;
+    let addr = gateway.bound.mqtt[0].to_string();
     let mut obs = Observer::start(&addr, ProtocolVersion::V3_1_1).await;
     let devices = fleet(Profile::Mixed, 5);
     let running = Running::start(devices.clone(), &addr);
@@ -114,12 +104,7 @@ async fn mixed_household_against_switchboard() {
         .await;
     assert!(lwt.retain);
     running.stop().await;
-    shutdown.cancel();
-    tokio::time::timeout(WAIT, gateway)
-        .await
-        .expect("gateway stops")
-        .expect("joined")
-        .expect("gateway ran");
+    gateway.stop().await;
 }
 
 async fn client_publish(client: &Client, topic: &str, payload: &str) {

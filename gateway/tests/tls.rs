@@ -20,56 +20,35 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, RootCertStore, pki_types::ServerName};
 use tokio_util::sync::CancellationToken;
 
-use common::{TIMEOUT, V3_1_1, V5, pid};
+use common::{TIMEOUT, V3_1_1, V5, harness, pid};
 
 struct Gateway {
     mqtts: SocketAddr,
     http: SocketAddr,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    running: harness::Running,
 }
 
 impl Gateway {
     async fn start(dir: &Path, tls: TlsConfig, acl: Option<&str>) -> Self {
-        let mut config = Config {
-            data_dir: dir.join("data"),
-            ..Config::default()
-        };
+        let mut config = harness::loopback(&dir.join("data"));
         config.listeners.mqtt = Vec::new();
-        config.listeners.http = vec!["127.0.0.1:0".parse().unwrap()];
         config.listeners.mqtts = Some(vec!["127.0.0.1:0".parse().unwrap()]);
-        config.broker.sys_interval = 0;
         config.tls = Some(tls);
         if let Some(acl) = acl {
             let path = dir.join("acl");
             std::fs::write(&path, acl).unwrap();
             config.security.acl_file = Some(path);
         }
-        let shutdown = CancellationToken::new();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let token = shutdown.clone();
-        let task = tokio::spawn(async move {
-            switchboard::run(config, token, move |bound| {
-                let _ = tx.send((bound.mqtts[0], bound.http[0]));
-            })
-            .await
-        });
-        let (mqtts, http) = tokio::time::timeout(TIMEOUT, rx).await.unwrap().unwrap();
+        let running = harness::Running::start(config).await;
         Self {
-            mqtts,
-            http,
-            shutdown,
-            task,
+            mqtts: running.bound.mqtts[0],
+            http: running.bound.http[0],
+            running,
         }
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(TIMEOUT, self.task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        self.running.stop().await;
     }
 }
 

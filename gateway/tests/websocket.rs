@@ -3,6 +3,8 @@
 //! cross-transport delivery and shutdown. The client is tokio-tungstenite; MQTT packets come from
 //! the `switchboard-mqtt` codec. Every wait is for an event, bounded by [`TIMEOUT`].
 
+mod harness;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,15 +21,13 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, http::HeaderValue};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tokio_util::sync::CancellationToken;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Gateway {
     http: SocketAddr,
     mqtt: SocketAddr,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    running: harness::Running,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
@@ -40,27 +40,14 @@ impl Gateway {
         let www = tempfile::tempdir().unwrap();
         let data = tempfile::tempdir().unwrap();
         std::fs::write(www.path().join("index.html"), "<!doctype html>").unwrap();
-        let mut config = Config::default();
-        config.listeners.mqtt = vec!["127.0.0.1:0".parse().unwrap()];
-        config.listeners.http = vec!["127.0.0.1:0".parse().unwrap()];
-        config.data_dir = data.path().to_owned();
+        let mut config = harness::loopback(data.path());
         config.www = www.path().to_owned();
-        config.broker.sys_interval = 0;
         configure(&mut config);
-        let shutdown = CancellationToken::new();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(switchboard::run(config, shutdown.clone(), move |bound| {
-            let _ = tx.send((bound.http[0], bound.mqtt[0]));
-        }));
-        let (http, mqtt) = tokio::time::timeout(TIMEOUT, rx)
-            .await
-            .expect("gateway bound in time")
-            .expect("gateway reported its addresses");
+        let running = harness::Running::start(config).await;
         Self {
-            http,
-            mqtt,
-            shutdown,
-            task,
+            http: running.bound.http[0],
+            mqtt: running.bound.mqtt[0],
+            running,
             _dirs: (www, data),
         }
     }
@@ -144,12 +131,7 @@ impl Gateway {
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(TIMEOUT, self.task)
-            .await
-            .expect("gateway stopped in time")
-            .unwrap()
-            .unwrap();
+        self.running.stop().await;
     }
 }
 
@@ -525,17 +507,13 @@ async fn shutdown_reaches_websocket_connections() {
     let gw = Gateway::start().await;
     let mut client = gw.ws("mqtt").await;
     client.connect(ProtocolVersion::V5, "stays").await;
-    gw.shutdown.cancel();
+    gw.running.shutdown.cancel();
     match client.recv().await {
         Packet::Disconnect(d) => assert_eq!(d.code, ReasonCode::ServerShuttingDown),
         other => panic!("expected DISCONNECT, got {other:?}"),
     }
     let _ = client.close_frame().await;
-    tokio::time::timeout(TIMEOUT, gw.task)
-        .await
-        .expect("gateway stopped in time")
-        .unwrap()
-        .unwrap();
+    gw.stop().await;
 }
 
 #[tokio::test]

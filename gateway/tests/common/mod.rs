@@ -3,12 +3,14 @@
 
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a different part of this module.
 
+#[path = "../harness/mod.rs"]
+pub mod harness;
+
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::time::Duration;
 
 use switchboard::broker::BrokerConfig;
-use switchboard::config::Config;
 use switchboard_mqtt::{
     ByteString, BytesMut, ConnAck, Connect, Decoder, Disconnect, Packet, PacketId, ProtocolVersion,
     PubAck, PubComp, PubRec, PubRel, Publish, QoS, QosPid, ReasonCode, SubAck, Subscribe,
@@ -23,43 +25,27 @@ pub use switchboard_mqtt::ProtocolVersion::{V3_1_1, V5};
 /// Longest wait for any expected event.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A gateway running in-process; stopped (and awaited) on drop of the runtime or by `stop`.
+/// A gateway running in-process with MQTT on an ephemeral port and no HTTP listener.
 #[derive(Debug)]
 pub struct TestBroker {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    running: harness::Running,
     _dir: tempfile::TempDir,
 }
 
 impl TestBroker {
-    /// Starts a gateway with `broker` settings, MQTT on an ephemeral port, no HTTP listener.
+    /// Starts a gateway with `broker` settings.
     pub async fn start(broker: BrokerConfig) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config {
-            data_dir: dir.path().to_owned(),
-            broker,
-            ..Config::default()
-        };
-        config.listeners.mqtt = vec!["127.0.0.1:0".parse().unwrap()];
+        let mut config = harness::loopback(dir.path());
+        config.broker = broker;
         config.listeners.http = Vec::new();
-        let shutdown = CancellationToken::new();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let token = shutdown.clone();
-        let task = tokio::spawn(async move {
-            switchboard::run(config, token, move |bound| {
-                let _ = tx.send(bound.mqtt[0]);
-            })
-            .await
-        });
-        let addr = tokio::time::timeout(TIMEOUT, rx)
-            .await
-            .expect("broker bound in time")
-            .expect("broker bound");
+        let running = harness::Running::start(config).await;
         Self {
-            addr,
-            shutdown,
-            task,
+            addr: running.bound.mqtt[0],
+            shutdown: running.shutdown.clone(),
+            running,
             _dir: dir,
         }
     }
@@ -75,12 +61,7 @@ impl TestBroker {
 
     /// Cancels the shutdown token and waits for `run` to return.
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(TIMEOUT, self.task)
-            .await
-            .expect("broker stopped in time")
-            .expect("broker task")
-            .expect("run ok");
+        self.running.stop().await;
     }
 }
 

@@ -4,6 +4,9 @@
 
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a different part of this module.
 
+#[path = "../harness/mod.rs"]
+pub mod harness;
+
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::path::PathBuf;
@@ -20,7 +23,6 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, connect_async};
-use tokio_util::sync::CancellationToken;
 
 pub use switchboard_mqtt::ProtocolVersion::{V3_1_1, V5};
 
@@ -33,8 +35,7 @@ pub struct Gateway {
     pub mqtt: SocketAddr,
     pub http: SocketAddr,
     pub data_dir: PathBuf,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    running: harness::Running,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -43,42 +44,21 @@ impl Gateway {
     /// fresh temporary one unless `configure` sets another).
     pub async fn start(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config {
-            data_dir: dir.path().to_owned(),
-            ..Config::default()
-        };
-        config.listeners.mqtt = vec!["127.0.0.1:0".parse().unwrap()];
-        config.listeners.http = vec!["127.0.0.1:0".parse().unwrap()];
-        config.www = dir.path().to_owned();
-        config.broker.sys_interval = 0;
+        let mut config = harness::loopback(dir.path());
         configure(&mut config);
         let data_dir = config.data_dir.clone();
-        let shutdown = CancellationToken::new();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(switchboard::run(config, shutdown.clone(), move |bound| {
-            let _ = tx.send((bound.mqtt[0], bound.http[0]));
-        }));
-        let (mqtt, http) = tokio::time::timeout(TIMEOUT, rx)
-            .await
-            .expect("gateway bound in time")
-            .expect("gateway started");
+        let running = harness::Running::start(config).await;
         Self {
-            mqtt,
-            http,
+            mqtt: running.bound.mqtt[0],
+            http: running.bound.http[0],
             data_dir,
-            shutdown,
-            task,
+            running,
             _dir: Some(dir),
         }
     }
 
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .expect("gateway stopped in time")
-            .expect("gateway task")
-            .expect("run ok");
+        self.running.stop().await;
     }
 
     /// A WebSocket to `/mqtt` + `query` with extra headers.

@@ -1,0 +1,86 @@
+//! The one way tests start an in-process gateway: `switchboard::run_with` on a task, waiting
+//! (bounded) for its listeners, and stopping it by its shutdown token. Each test binary builds
+//! its own [`Config`] (usually from [`loopback`]) and keeps what it needs of [`Bound`].
+
+#![allow(dead_code, unreachable_pub)] // Each test binary uses a different part of this module.
+
+use std::path::Path;
+use std::time::Duration;
+
+use switchboard::config::Config;
+use switchboard::{Bound, RunOptions};
+use tokio_util::sync::CancellationToken;
+
+/// Longest wait for the listeners to be bound, and for a stop.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a stop (connections close, the store flushes).
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A configuration with MQTT and HTTP on ephemeral loopback ports, data in `data_dir`, the
+/// dashboard served from `data_dir` too (tests that need files set `www`), and no `$SYS`
+/// traffic.
+pub fn loopback(data_dir: &Path) -> Config {
+    let mut config = Config {
+        data_dir: data_dir.to_owned(),
+        www: data_dir.to_owned(),
+        ..Config::default()
+    };
+    config.listeners.mqtt = vec!["127.0.0.1:0".parse().unwrap()];
+    config.listeners.http = vec!["127.0.0.1:0".parse().unwrap()];
+    config.broker.sys_interval = 0;
+    config
+}
+
+/// A running in-process gateway.
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub bound: Bound,
+    /// Cancelled by [`Running::stop`]; tests may cancel it themselves.
+    pub shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Starts `config` and waits until every listener is bound.
+    pub async fn start(config: Config) -> Self {
+        Self::start_with(config, RunOptions::default()).await
+    }
+
+    /// [`Running::start`] with [`RunOptions`] (a virtual clock, ...).
+    pub async fn start_with(config: Config, options: RunOptions) -> Self {
+        let shutdown = CancellationToken::new();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(switchboard::run_with(
+            config,
+            options,
+            shutdown.clone(),
+            move |bound| {
+                let _ = tx.send(bound.clone());
+            },
+        ));
+        let bound = match tokio::time::timeout(START_TIMEOUT, rx).await {
+            Ok(Ok(bound)) => bound,
+            Ok(Err(_)) => panic!(
+                "the gateway did not start: {:?}",
+                task.await.expect("gateway task")
+            ),
+            Err(_) => panic!("the gateway did not bind its listeners in {START_TIMEOUT:?}"),
+        };
+        Self {
+            bound,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Cancels the shutdown token and waits for `run` to return `Ok`.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(STOP_TIMEOUT, self.task)
+            .await
+            .expect("gateway stopped in time")
+            .expect("gateway task")
+            .expect("run ok");
+    }
+}
