@@ -5,9 +5,9 @@
 //! deletes it): switch a device, or every device of a room, on or off at a time of day on
 //! chosen weekdays, or off a set time after it was switched on. The gateway ignores a payload
 //! these types cannot read or that [`Schedule::validate`] refuses, and the dashboard publishes
-//! nothing that fails the same checks. Times of day are in one fixed offset from UTC
-//! ([`UtcOffset`], the gateway's `[schedules] utc_offset`); daylight saving time is not
-//! followed.
+//! nothing that fails the same checks. Times of day are wall-clock times in the gateway's
+//! [`Zone`]: an IANA time zone with its daylight saving time (`[schedules] time_zone`), or
+//! a fixed [`UtcOffset`].
 
 use std::fmt;
 
@@ -53,10 +53,35 @@ impl TryFrom<String> for UtcOffset {
     }
 }
 
+/// How wall-clock time maps to UTC where the schedules run. Local times are milliseconds since
+/// 1970-01-01T00:00 on the local clock (as if it were UTC).
+pub trait Zone {
+    /// The local wall-clock time at the UTC instant `utc_ms`.
+    fn local_ms(&self, utc_ms: i64) -> i64;
+    /// The UTC instant of the local wall-clock time `local_ms`. A time that occurs twice
+    /// (clocks set back) is its earlier occurrence; a time that does not occur (clocks set
+    /// forward) is moved forward by the jump, so 02:30 on a night the clocks go from 02:00 to
+    /// 03:00 is 03:30 (RFC 5545's rule, and what calendars do).
+    fn utc_ms(&self, local_ms: i64) -> i64;
+}
+
+impl Zone for UtcOffset {
+    fn local_ms(&self, utc_ms: i64) -> i64 {
+        utc_ms + i64::from(self.0) * 1000
+    }
+
+    fn utc_ms(&self, local_ms: i64) -> i64 {
+        local_ms - i64::from(self.0) * 1000
+    }
+}
+
 /// Topic prefix of schedules (followed by the id).
 pub const TOPIC_PREFIX: &str = "switchboard/schedules/";
 /// The filter the dashboard subscribes to.
 pub const FILTER: &str = "switchboard/schedules/+";
+/// Where the gateway publishes (retained) the name of the time zone schedules run in
+/// (`Europe/Berlin`, `+01:00`, `UTC`): under `$SYS`, so wildcard subscribers (`#`) do not see it.
+pub const TIME_ZONE_TOPIC: &str = "$SYS/broker/time_zone";
 /// Longest id the gateway accepts.
 pub const MAX_ID_LEN: usize = 64;
 /// Longest "off after" delay the add form offers, in minutes (a week).
@@ -224,20 +249,22 @@ pub enum Rule {
 
 impl Rule {
     /// For an `At` rule: the first instant strictly after `after_ms` (Unix milliseconds) at
-    /// which it fires, with times of day in `offset`; `None` for other rules.
+    /// which it fires, with times of day on `zone`'s clock; `None` for other rules. It fires
+    /// once a day even when the clocks change: a time the clocks skip fires after the jump
+    /// (see [`Zone::utc_ms`]), a time they repeat fires at its first occurrence only.
     #[must_use]
-    pub fn next_fire(&self, after_ms: u64, offset: UtcOffset) -> Option<u64> {
+    pub fn next_fire(&self, after_ms: u64, zone: &(impl Zone + ?Sized)) -> Option<u64> {
         let Self::At { time, days, .. } = self else {
             return None;
         };
-        let shift = i64::from(offset.0) * 1000;
-        let local = after_ms as i64 + shift;
-        let today = local.div_euclid(DAY_MS);
-        (today..=today + 7)
+        let after = i64::try_from(after_ms).ok()?;
+        let today = zone.local_ms(after).div_euclid(DAY_MS);
+        // From yesterday: a zone's jump can put yesterday's local time after `after`.
+        (today - 1..=today + 8)
             .filter(|d| days.is_empty() || days.contains(&Weekday::of_day(*d)))
-            .map(|d| d * DAY_MS + i64::from(time.minutes()) * 60_000)
-            .find(|at| *at > local)
-            .map(|at| (at - shift).max(0) as u64)
+            .map(|d| zone.utc_ms(d * DAY_MS + i64::from(time.minutes()) * 60_000))
+            .find(|at| *at > after)
+            .map(|at| at.max(0) as u64)
     }
 }
 

@@ -115,7 +115,11 @@ pub async fn run_with(
             config.broker.deny_subscribe.clone(),
             Some(&config.data_dir),
         )?
-        .reserve([switchboard_devices::view::VIEW_FILTER.to_owned()]),
+        .reserve([
+            switchboard_devices::view::VIEW_FILTER.to_owned(),
+            // The broker's own topics (statistics, the schedules' time zone).
+            "$SYS/#".to_owned(),
+        ]),
     );
     // Installed before anything is bound or announced, so a SIGHUP right after start reloads
     // instead of taking the default action (terminating the process).
@@ -165,7 +169,9 @@ pub async fn run_with(
         std::sync::Arc::clone(&clock),
         Duration::from_millis(config.api.command_timeout_ms),
     );
-    let schedules = schedule::Schedules::new(broker.clone(), &config.schedules, clock);
+    let zone = config.schedules.zone();
+    tracing::info!(time_zone = zone.name(), "schedules run in {}", zone.name());
+    let schedules = schedule::Schedules::new(broker.clone(), zone, clock);
     let site = site.with_api(api::Api::new(
         broker.clone(),
         devices.clone(),

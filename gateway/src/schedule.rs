@@ -9,8 +9,12 @@
 //! ([`switchboard_devices::schedule`]). Evaluation is pure ([`Rule::next_fire`], [`TimerState`]) and takes the time
 //! from a [`Clock`], so tests run it on virtual time.
 //!
-//! Times of day are in one fixed offset from UTC, `[schedules] utc_offset` (default UTC):
-//! daylight saving time is not followed; change the offset twice a year or run in UTC.
+//! Times of day are wall-clock times in an IANA time zone with its daylight saving time,
+//! `[schedules] time_zone` (default: the system's, UTC when it has none), or in a fixed
+//! `[schedules] utc_offset`. A rule fires once a day even on the nights the clocks change:
+//! a time the clocks skip fires after the jump (02:30 becomes 03:30), a time they repeat
+//! fires at its first occurrence. The gateway publishes the zone's name, retained, on
+//! [`TIME_ZONE_TOPIC`] for the dashboard's schedule editor.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
@@ -22,7 +26,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use switchboard_devices::schedule::{
-    Rule, Schedule, TOPIC_PREFIX, TimeOfDay, UtcOffset, Weekday,
+    Rule, Schedule, TIME_ZONE_TOPIC, TOPIC_PREFIX, TimeOfDay, UtcOffset, Weekday, Zone,
 };
 
 use crate::broker::Broker;
@@ -31,10 +35,152 @@ use crate::devices::Devices;
 
 /// The `[schedules]` table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(try_from = "RawSchedulesConfig")]
 pub struct SchedulesConfig {
-    /// The fixed offset from UTC that times of day are in, `"+01:00"`, `"-05:30"`, `"Z"`.
-    pub utc_offset: UtcOffset,
+    /// The IANA time zone that times of day are in, with its daylight saving time
+    /// (`"Europe/Berlin"`, `"America/New_York"`, `"UTC"`). Default: the system's.
+    pub time_zone: Option<ZoneName>,
+    /// A fixed offset from UTC instead (`"+01:00"`, `"-05:30"`, `"Z"`): no daylight saving
+    /// time. Not together with `time_zone`.
+    pub utc_offset: Option<UtcOffset>,
+}
+
+/// The table as written, before the check that only one of its keys is set.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[derive(Default)]
+struct RawSchedulesConfig {
+    time_zone: Option<ZoneName>,
+    utc_offset: Option<UtcOffset>,
+}
+
+impl TryFrom<RawSchedulesConfig> for SchedulesConfig {
+    type Error = String;
+
+    fn try_from(raw: RawSchedulesConfig) -> Result<Self, String> {
+        if raw.time_zone.is_some() && raw.utc_offset.is_some() {
+            return Err("set `time_zone` or `utc_offset`, not both".to_owned());
+        }
+        Ok(Self {
+            time_zone: raw.time_zone,
+            utc_offset: raw.utc_offset,
+        })
+    }
+}
+
+impl SchedulesConfig {
+    /// The zone schedules run in: `time_zone`, else `utc_offset`, else the system's.
+    #[must_use]
+    pub fn zone(&self) -> TimeZone {
+        match (&self.time_zone, self.utc_offset) {
+            (Some(name), _) => TimeZone {
+                name: name.name.clone(),
+                tz: name.tz.clone(),
+            },
+            (None, Some(offset)) => TimeZone::fixed(offset),
+            (None, None) => TimeZone::system(),
+        }
+    }
+}
+
+/// An IANA time zone name, checked against the time zone database when the file is read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ZoneName {
+    name: String,
+    tz: jiff::tz::TimeZone,
+}
+
+impl TryFrom<String> for ZoneName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        match jiff::tz::TimeZone::get(&name) {
+            Ok(tz) => Ok(Self { name, tz }),
+            Err(_) => Err(format!(
+                "`{name}` is not a time zone in the IANA database (like \"Europe/Berlin\")"
+            )),
+        }
+    }
+}
+
+/// The zone schedules run in: a named IANA zone, or a fixed offset.
+#[derive(Debug, Clone)]
+pub struct TimeZone {
+    name: String,
+    tz: jiff::tz::TimeZone,
+}
+
+impl TimeZone {
+    /// The IANA zone `name`.
+    ///
+    /// # Errors
+    /// When the database has no such zone.
+    pub fn named(name: &str) -> Result<Self, String> {
+        ZoneName::try_from(name.to_owned()).map(|z| Self {
+            name: z.name,
+            tz: z.tz,
+        })
+    }
+
+    /// A fixed offset, named as ISO 8601 writes it (`+01:00`; `UTC` for zero).
+    #[must_use]
+    pub fn fixed(offset: UtcOffset) -> Self {
+        let tz = jiff::tz::Offset::from_seconds(offset.0)
+            .map_or(jiff::tz::TimeZone::UTC, jiff::tz::TimeZone::fixed);
+        let name = if offset.0 == 0 {
+            "UTC".to_owned()
+        } else {
+            let (sign, secs) = if offset.0 < 0 {
+                ('-', -offset.0)
+            } else {
+                ('+', offset.0)
+            };
+            format!("{sign}{:02}:{:02}", secs / 3600, secs % 3600 / 60)
+        };
+        Self { name, tz }
+    }
+
+    /// The system's zone (`TZ`, `/etc/localtime`), or UTC when it has none.
+    #[must_use]
+    pub fn system() -> Self {
+        match jiff::tz::TimeZone::try_system() {
+            Ok(tz) => Self {
+                name: tz.iana_name().unwrap_or("system").to_owned(),
+                tz,
+            },
+            Err(err) => {
+                tracing::info!("no system time zone ({err}); schedules run in UTC");
+                Self::fixed(UtcOffset(0))
+            }
+        }
+    }
+
+    /// Its name (`Europe/Berlin`, `+01:00`, `UTC`).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Zone for TimeZone {
+    fn local_ms(&self, utc_ms: i64) -> i64 {
+        match jiff::Timestamp::from_millisecond(utc_ms) {
+            Ok(ts) => utc_ms + i64::from(self.tz.to_offset(ts).seconds()) * 1000,
+            Err(_) => utc_ms,
+        }
+    }
+
+    fn utc_ms(&self, local_ms: i64) -> i64 {
+        let Ok(wall) = jiff::Timestamp::from_millisecond(local_ms) else {
+            return local_ms;
+        };
+        let civil = jiff::tz::TimeZone::UTC.to_datetime(wall);
+        self.tz
+            .to_ambiguous_timestamp(civil)
+            .compatible()
+            .map_or(local_ms, jiff::Timestamp::as_millisecond)
+    }
 }
 
 /// The "off after" timers: when each relay was seen switching on, per schedule.
@@ -99,7 +245,7 @@ pub struct Schedules {
 #[derive(Debug)]
 struct SchedulesInner {
     broker: Broker,
-    offset: UtcOffset,
+    zone: TimeZone,
     clock: Arc<dyn Clock>,
     /// By id. `parking_lot::Mutex`: held for short sections without `.await`.
     map: parking_lot::Mutex<BTreeMap<String, Schedule>>,
@@ -110,11 +256,13 @@ struct SchedulesInner {
 impl Schedules {
     /// An empty set; [`run`] fills it from the retained messages.
     #[must_use]
-    pub fn new(broker: Broker, config: &SchedulesConfig, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(broker: Broker, zone: TimeZone, clock: Arc<dyn Clock>) -> Self {
+        // Volatile: derived from the configuration again at every start.
+        broker.publish_volatile_retained(TIME_ZONE_TOPIC, zone.name().to_owned());
         Self {
             inner: Arc::new(SchedulesInner {
                 broker,
-                offset: config.utc_offset,
+                zone,
                 clock,
                 map: parking_lot::Mutex::default(),
                 changed: Notify::new(),
@@ -139,7 +287,7 @@ impl Schedules {
     pub fn next_fire(&self, schedule: &Schedule) -> Option<u64> {
         schedule
             .rule
-            .next_fire(self.inner.clock.now_ms(), self.inner.offset)
+            .next_fire(self.inner.clock.now_ms(), &self.inner.zone)
     }
 
     /// Stores (creates or replaces) a valid schedule: retained on its topic, and in force now.
@@ -235,7 +383,7 @@ pub async fn run(schedules: Schedules, devices: Devices, shutdown: CancellationT
                 Rule::At { on, .. } => {
                     if schedule
                         .rule
-                        .next_fire(last, inner.offset)
+                        .next_fire(last, &inner.zone)
                         .is_some_and(|at| at <= now)
                     {
                         for (id, relay, _) in targets(schedule, &devices) {
@@ -263,7 +411,7 @@ pub async fn run(schedules: Schedules, devices: Devices, shutdown: CancellationT
         let next = map
             .values()
             .filter(|s| s.enabled)
-            .filter_map(|s| s.rule.next_fire(now, inner.offset))
+            .filter_map(|s| s.rule.next_fire(now, &inner.zone))
             .chain(timers.next_deadline(&map))
             .min()
             .unwrap_or(u64::MAX)
@@ -317,25 +465,25 @@ mod tests {
         let rule = at("07:30", vec![]);
         let utc = UtcOffset(0);
         let today = MONDAY + 7 * HOUR + HOUR / 2;
-        assert_eq!(rule.next_fire(MONDAY, utc), Some(today));
+        assert_eq!(rule.next_fire(MONDAY, &utc), Some(today));
         // Strictly after: at 07:30 itself the next one is tomorrow.
-        assert_eq!(rule.next_fire(today, utc), Some(today + DAY_MS as u64));
-        assert_eq!(rule.next_fire(today - 1, utc), Some(today));
+        assert_eq!(rule.next_fire(today, &utc), Some(today + DAY_MS as u64));
+        assert_eq!(rule.next_fire(today - 1, &utc), Some(today));
     }
 
     #[test]
     fn weekdays_are_respected() {
         let rule = at("08:00", vec![Weekday::Sat, Weekday::Sun]);
         let saturday = MONDAY + 5 * DAY_MS as u64 + 8 * HOUR;
-        assert_eq!(rule.next_fire(MONDAY, UtcOffset(0)), Some(saturday));
+        assert_eq!(rule.next_fire(MONDAY, &UtcOffset(0)), Some(saturday));
         assert_eq!(
-            rule.next_fire(saturday, UtcOffset(0)),
+            rule.next_fire(saturday, &UtcOffset(0)),
             Some(saturday + DAY_MS as u64)
         );
         // Sunday 08:00 to next Saturday.
         let sunday = saturday + DAY_MS as u64;
         assert_eq!(
-            rule.next_fire(sunday, UtcOffset(0)),
+            rule.next_fire(sunday, &UtcOffset(0)),
             Some(saturday + 7 * DAY_MS as u64)
         );
     }
@@ -345,16 +493,82 @@ mod tests {
         let rule = at("07:00", vec![Weekday::Mon]);
         let plus_one: UtcOffset = "+01:00".parse().unwrap();
         // 07:00 at +01:00 is 06:00 UTC.
-        assert_eq!(rule.next_fire(MONDAY, plus_one), Some(MONDAY + 6 * HOUR));
+        assert_eq!(rule.next_fire(MONDAY, &plus_one), Some(MONDAY + 6 * HOUR));
         let minus: UtcOffset = "-05:30".parse().unwrap();
         assert_eq!(minus.0, -(5 * 3600 + 1800));
         // Monday 07:00 at -05:30 is 12:30 UTC.
         assert_eq!(
-            rule.next_fire(MONDAY, minus),
+            rule.next_fire(MONDAY, &minus),
             Some(MONDAY + 12 * HOUR + HOUR / 2)
         );
         assert!("01:00".parse::<UtcOffset>().is_err());
         assert!("+25:00".parse::<UtcOffset>().is_err());
+    }
+
+    fn ts(text: &str) -> u64 {
+        text.parse::<jiff::Timestamp>().unwrap().as_millisecond() as u64
+    }
+
+    /// Europe/Berlin in 2027: the clocks go from 02:00 to 03:00 on 28 March (01:00 UTC) and
+    /// from 03:00 back to 02:00 on 31 October (01:00 UTC).
+    #[test]
+    fn daylight_saving_time_keeps_wall_clock_times_and_fires_once_a_day() {
+        let berlin = TimeZone::named("Europe/Berlin").unwrap();
+        assert_eq!(berlin.name(), "Europe/Berlin");
+        // 07:30 stays 07:30 on the wall: 06:30 UTC in winter, 05:30 UTC in summer.
+        let morning = at("07:30", vec![]);
+        let saturday = ts("2027-03-27T12:00:00Z");
+        assert_eq!(
+            morning.next_fire(ts("2027-03-27T00:00:00Z"), &berlin),
+            Some(ts("2027-03-27T06:30:00Z"))
+        );
+        assert_eq!(
+            morning.next_fire(saturday, &berlin),
+            Some(ts("2027-03-28T05:30:00Z"))
+        );
+        // 02:30 does not exist on 28 March: it fires once, after the jump (03:30 CEST), then
+        // at 02:30 CEST the next night.
+        let night = at("02:30", vec![]);
+        let skipped = night.next_fire(saturday, &berlin).unwrap();
+        assert_eq!(skipped, ts("2027-03-28T01:30:00Z"));
+        assert_eq!(
+            night.next_fire(skipped, &berlin),
+            Some(ts("2027-03-29T00:30:00Z"))
+        );
+        // 02:30 happens twice on 31 October: it fires at the first (CEST) only.
+        let first = night
+            .next_fire(ts("2027-10-30T12:00:00Z"), &berlin)
+            .unwrap();
+        assert_eq!(first, ts("2027-10-31T00:30:00Z"));
+        assert_eq!(
+            night.next_fire(first, &berlin),
+            Some(ts("2027-11-01T01:30:00Z"))
+        );
+        // A weekday rule counts the local day: Sunday 00:30 in Berlin is Saturday in UTC.
+        let sunday = at("00:30", vec![Weekday::Sun]);
+        assert_eq!(
+            sunday.next_fire(saturday, &berlin),
+            Some(ts("2027-03-27T23:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn the_time_zone_comes_from_the_table_and_is_checked() {
+        let read = |text: &str| crate::config::Config::from_toml(text).map(|c| c.schedules);
+        let berlin = read("[schedules]\ntime_zone = \"Europe/Berlin\"\n").unwrap();
+        assert_eq!(berlin.zone().name(), "Europe/Berlin");
+        let fixed = read("[schedules]\nutc_offset = \"+05:30\"\n").unwrap();
+        assert_eq!(fixed.zone().name(), "+05:30");
+        assert_eq!(fixed.zone().local_ms(0), 19_800_000);
+        let err = read("[schedules]\ntime_zone = \"Mars/Olympus\"\n").unwrap_err();
+        assert!(err.to_string().contains("not a time zone"), "{err}");
+        let err = read("[schedules]\ntime_zone = \"UTC\"\nutc_offset = \"Z\"\n").unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+        let problems = crate::config::check("[schedules]\ntime_zone = \"Europe/Berln\"\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].message.contains("Europe/Berln"), "{problems:?}");
+        // No table: the system's zone (or UTC).
+        assert!(!read("").unwrap().zone().name().is_empty());
     }
 
     #[test]

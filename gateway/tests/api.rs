@@ -792,3 +792,29 @@ async fn requests_from_other_sites_change_nothing() {
     tracker.wait().await;
     gw.stop().await;
 }
+
+/// The gateway says, retained, which time zone its schedules run in (the dashboard's schedule
+/// editor shows it); clients cannot overwrite it.
+#[tokio::test]
+async fn the_schedules_time_zone_is_published_and_reserved() {
+    let gw = Gateway::start(true, None).await;
+    let mut c = Client::connect(gw.mqtt, V5, "zone").await;
+    c.subscribe("$SYS/broker/time_zone", QoS::AtMostOnce).await;
+    let zone = c.recv_publish().await;
+    assert!(zone.retain);
+    assert_eq!(text(&zone), "UTC");
+    let pid = c.next_pid();
+    let mut spoof = switchboard_mqtt::Publish::new(
+        "$SYS/broker/time_zone".to_owned(),
+        b"Mars/Olympus".to_vec(),
+    );
+    spoof.qos_pid = switchboard_mqtt::QosPid::new(QoS::AtLeastOnce, pid);
+    c.send(switchboard_mqtt::Packet::Publish(spoof)).await;
+    match c.recv().await {
+        switchboard_mqtt::Packet::PubAck(ack) => {
+            assert_eq!(ack.code, switchboard_mqtt::ReasonCode::NotAuthorized);
+        }
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    gw.stop().await;
+}

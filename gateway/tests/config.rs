@@ -65,7 +65,7 @@ fn new_tables_are_read() {
     assert_eq!(config.log.level, "debug");
     assert_eq!(config.api.keys.len(), 1);
     assert_eq!(config.api.command_timeout_ms, 250);
-    assert_eq!(config.schedules.utc_offset.0, 3600);
+    assert_eq!(config.schedules.utc_offset.map(|o| o.0), Some(3600));
     assert_eq!(config.broker.shutdown_timeout, 3);
     assert!(Config::from_toml("[api]\nkeys = [\"nothex\"]\n").is_err());
     assert!(Config::from_toml("[schedules]\nutc_offset = \"1h\"\n").is_err());

@@ -14,8 +14,8 @@
 use switchboard_devices::DeviceId;
 
 pub use switchboard_devices::schedule::{
-    FILTER, Invalid, MAX_ID_LEN, MAX_OFF_AFTER_MINUTES, Rule, Schedule, TOPIC_PREFIX, TimeOfDay,
-    Weekday, delete_message, targets, topic, valid_id,
+    FILTER, Invalid, MAX_ID_LEN, MAX_OFF_AFTER_MINUTES, Rule, Schedule, TIME_ZONE_TOPIC,
+    TOPIC_PREFIX, TimeOfDay, Weekday, delete_message, targets, topic, valid_id,
 };
 
 /// A schedule message as received: the schedule, or why the gateway ignores it.

@@ -269,6 +269,8 @@ pub struct AppState {
     pub topics: BTreeMap<String, TopicEntry>,
     /// Schedules by id, as the broker last said (unusable ones flagged with the reason).
     pub schedules: BTreeMap<String, Received>,
+    /// The time zone the gateway runs schedules in, once it said.
+    pub time_zone: Option<String>,
     /// Toasts.
     pub notices: Vec<Notice>,
     next_notice: u64,
@@ -326,6 +328,7 @@ impl AppState {
             search: String::new(),
             topics: BTreeMap::new(),
             schedules: BTreeMap::new(),
+            time_zone: None,
             notices: Vec::new(),
             next_notice: 1,
             outbox: Vec::new(),
@@ -387,7 +390,10 @@ impl AppState {
         let wanted = SUBSCRIPTIONS
             .iter()
             .map(|s| (*s).to_owned())
-            .chain(std::iter::once(schedule::FILTER.to_owned()))
+            .chain([
+                schedule::FILTER.to_owned(),
+                schedule::TIME_ZONE_TOPIC.to_owned(),
+            ])
             .chain(self.registry.dynamic_subscriptions());
         let missing: Vec<String> = wanted.filter(|f| !self.subscribed.contains(f)).collect();
         if !missing.is_empty() {
@@ -425,6 +431,14 @@ impl AppState {
     }
 
     fn record_schedule(&mut self, topic: &str, payload: &[u8]) {
+        if topic == schedule::TIME_ZONE_TOPIC {
+            self.time_zone = std::str::from_utf8(payload)
+                .ok()
+                .map(str::trim)
+                .filter(|z| !z.is_empty() && z.len() <= 64)
+                .map(str::to_owned);
+            return;
+        }
         match schedule::parse(topic, payload) {
             Some(Update::Deleted(id)) => {
                 self.schedules.remove(&id);
@@ -754,8 +768,9 @@ mod tests {
         let Effect::Subscribe(filters) = subs[0].1 else {
             panic!("expected a subscribe");
         };
-        assert_eq!(filters.len(), SUBSCRIPTIONS.len() + 1);
+        assert_eq!(filters.len(), SUBSCRIPTIONS.len() + 2);
         assert!(filters.iter().any(|f| f == schedule::FILTER));
+        assert!(filters.iter().any(|f| f == schedule::TIME_ZONE_TOPIC));
         // A second CONNACK in the same session state does not duplicate filters it has... but a
         // reconnect (clean session) subscribes again.
         let upto = s.outbox_end();
@@ -779,6 +794,17 @@ mod tests {
         assert_eq!(s.pending_effects().count(), 0);
         let s = s.reduce(Action::Connected);
         assert_eq!(s.pending_effects().count(), 1);
+    }
+
+    #[test]
+    fn the_gateway_says_its_time_zone() {
+        let s = state().reduce(Action::Connected);
+        assert_eq!(s.time_zone, None);
+        let s = s.reduce(msg(schedule::TIME_ZONE_TOPIC, "Europe/Berlin", true, 0));
+        assert_eq!(s.time_zone.as_deref(), Some("Europe/Berlin"));
+        assert!(s.schedules.is_empty(), "not a schedule");
+        let s = s.reduce(msg(schedule::TIME_ZONE_TOPIC, "", true, 1));
+        assert_eq!(s.time_zone, None);
     }
 
     #[test]

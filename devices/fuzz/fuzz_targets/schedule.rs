@@ -62,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
         (0, UtcOffset(-50_400)),
         (after_ms, UtcOffset(0)),
     ] {
-        match (&parsed.rule, parsed.rule.next_fire(after_ms, offset)) {
+        match (&parsed.rule, parsed.rule.next_fire(after_ms, &offset)) {
             (Rule::At { .. }, Some(at)) => {
                 assert!(at > after_ms, "fires at {at}, not after {after_ms}");
                 assert!(

@@ -17,8 +17,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A configuration with MQTT and HTTP on ephemeral loopback ports, data in `data_dir`, the
-/// dashboard served from `data_dir` too (tests that need files set `www`), and no `$SYS`
-/// traffic.
+/// dashboard served from `data_dir` too (tests that need files set `www`), no `$SYS` traffic,
+/// and schedules in UTC.
 pub fn loopback(data_dir: &Path) -> Config {
     let mut config = Config {
         data_dir: data_dir.to_owned(),
@@ -28,6 +28,9 @@ pub fn loopback(data_dir: &Path) -> Config {
     config.listeners.mqtt = vec!["127.0.0.1:0".parse().unwrap()];
     config.listeners.http = vec!["127.0.0.1:0".parse().unwrap()];
     config.broker.sys_interval = 0;
+    // Schedules in UTC whatever the machine's zone, so expected times are the same everywhere.
+    config.schedules.time_zone =
+        Some(switchboard::schedule::ZoneName::try_from("UTC".to_owned()).unwrap());
     config
 }
 

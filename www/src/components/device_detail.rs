@@ -60,7 +60,8 @@ pub fn device_detail(props: &DeviceDetailProps) -> Html {
             <h3>{ "Last hour" }</h3>
             <PowerChart {chart} />
             <ScheduleSection id={device.id.clone()} items={vm::device_schedules(&app.schedules, device)}
-                             relays={vm::relay_choices(device)} disabled={!app.is_live()} />
+                             relays={vm::relay_choices(device)} disabled={!app.is_live()}
+                             time_zone={app.time_zone.clone()} />
             <h3>{ "Name and room" }</h3>
             <MetaForm key={device.id.as_str().to_owned()} id={device.id.clone()} name={device.name.clone()}
                       room={device.room.clone().unwrap_or_default()} rooms={vm::room_names(&app.registry)}

@@ -22,6 +22,8 @@ pub struct ScheduleFormProps {
     pub relays: Vec<(u8, String)>,
     /// No broker connection.
     pub disabled: bool,
+    /// The gateway's time zone for schedules, once it said.
+    pub time_zone: Option<String>,
 }
 
 /// The add form; it starts over after a schedule is sent.
@@ -120,7 +122,7 @@ pub fn schedule_form(props: &ScheduleFormProps) -> Html {
                 { radio("schedule-kind", "off_after", "Off after a while", !at, set_kind(DraftKind::OffAfter)) }
             </fieldset>
             if at {
-                <label>{ "Time (gateway time)" }
+                <label>{ format!("Time ({})", props.time_zone.as_deref().unwrap_or("gateway time")) }
                     <input type="time" name="time" value={draft.time.clone()} oninput={on_time} required=true />
                 </label>
                 <fieldset class="days">

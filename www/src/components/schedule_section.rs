@@ -18,6 +18,8 @@ pub struct ScheduleSectionProps {
     pub relays: Vec<(u8, String)>,
     /// No broker connection.
     pub disabled: bool,
+    /// The gateway's time zone for schedules, once it said.
+    pub time_zone: Option<String>,
 }
 
 /// The "Schedules" part of the detail view.
@@ -27,7 +29,8 @@ pub fn schedule_section(props: &ScheduleSectionProps) -> Html {
         <section class="schedules" aria-labelledby="schedules-title">
             <h3 id="schedules-title">{ "Schedules" }</h3>
             <p class="hint">
-                { "Run by the gateway, also while this page is closed. Times in gateway time." }
+                { "Run by the gateway, also while this page is closed. " }
+                { zone_hint(props.time_zone.as_deref()) }
             </p>
             if props.items.is_empty() {
                 <p class="hint none">{ "No schedules yet." }</p>
@@ -39,7 +42,16 @@ pub fn schedule_section(props: &ScheduleSectionProps) -> Html {
                 </ul>
             }
             <ScheduleForm key={props.id.as_str().to_owned()} id={props.id.clone()}
-                          relays={props.relays.clone()} disabled={props.disabled} />
+                          relays={props.relays.clone()} disabled={props.disabled}
+                          time_zone={props.time_zone.clone()} />
         </section>
+    }
+}
+
+/// Which clock the times are on: the zone's name once the gateway said it.
+fn zone_hint(zone: Option<&str>) -> String {
+    match zone {
+        Some(zone) => format!("Times are in {zone}, the gateway's time zone."),
+        None => "Times are in the gateway's time zone.".to_owned(),
     }
 }

@@ -101,7 +101,10 @@ async function scenario(page, gw, watch, extra) {
   const section = "section.schedules";
   const form = `${section} form.schedule-form`;
   await page.waitForSelector(form, { timeout: STEP_MS });
-  assert.match(await page.textContent(`${section} .hint`), /times in gateway time/i);
+  // The gateway's zone by name (from its retained $SYS/broker/time_zone), on the hint and the field.
+  await page.waitForFunction((sel) => /Times are in \S+, the gateway's time zone/.test(document.querySelector(sel)?.textContent ?? ""), `${section} .hint`, { timeout: STEP_MS });
+  const zone = (await page.textContent(`${section} .hint`)).match(/Times are in (\S+),/)[1];
+  assert.match(await page.textContent(form), new RegExp(`Time \\(${zone.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\)`));
   assert.match(await page.textContent(section), /No schedules yet/);
 
   // 2. Add "off at 06:45, Monday to Friday".
