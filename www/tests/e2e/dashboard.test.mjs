@@ -222,3 +222,31 @@ async function scenario(t, page, errors, getGw, setGw, dataDir, watch) {
   assert.deepEqual(errors.filter((e) => !ignorable(e)), [], "no page errors");
   console.log(`tap-to-confirmed: ${tapTimes.join(", ")} ms`);
 }
+
+test("desktop layout at 1366 px: whole names, status line in the content column", { timeout: 120_000 }, async (t) => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const dataDir = mkdtempSync(join(tmpdir(), "switchboard-e2e-desk-"));
+  const gw = await startGateway(dataDir);
+  const browser = await launchChromium();
+  t.after(async () => {
+    await browser.close().catch(() => {});
+    await stopGateway(gw);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  const page = await (await browser.newContext({ viewport: { width: 1366, height: 768 } })).newPage();
+  await page.goto(`http://${gw.http}/`);
+  await page.waitForSelector("[data-conn=live]", { timeout: STEP_MS });
+  await page.waitForFunction(() => document.querySelectorAll("li.card").length >= 12, null, { timeout: STEP_MS });
+  await page.screenshot({ path: join(ARTIFACTS, "e2e-desktop-1366.png"), fullPage: true });
+  const layout = await page.evaluate(() => {
+    const names = [...document.querySelectorAll("li.card .card-name .name")];
+    const cut = names.filter((n) => n.scrollWidth > n.clientWidth + 1).map((n) => n.textContent);
+    const card = document.querySelector("li.card").getBoundingClientRect();
+    const dot = document.querySelector(".banner .dot").getBoundingClientRect();
+    const row = document.querySelector("ul.cards").getBoundingClientRect();
+    return { cut, longest: Math.max(...names.map((n) => n.textContent.length)), cardWidth: card.width, perRow: Math.round(row.width / card.width), bannerLeft: dot.left, columnLeft: card.left };
+  });
+  console.log(`# 1366 px: cards ${Math.round(layout.cardWidth)} px wide, about ${layout.perRow} a row; longest name ${layout.longest} characters; status dot at x=${Math.round(layout.bannerLeft)}, content column at x=${Math.round(layout.columnLeft)}`);
+  assert.deepEqual(layout.cut, [], "plug names cut short");
+  assert.ok(Math.abs(layout.bannerLeft - layout.columnLeft) <= 4, `status line at x=${layout.bannerLeft}, column at x=${layout.columnLeft}`);
+});
