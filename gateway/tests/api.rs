@@ -69,6 +69,46 @@ impl Gateway {
     }
 }
 
+/// One simulated Tasmota plug (no button presses, no faults) connected to the gateway.
+struct SimPlug {
+    id: String,
+    tracker: tokio_util::task::TaskTracker,
+    stop: CancellationToken,
+}
+
+impl SimPlug {
+    fn start(gw: &Gateway, seed: u64) -> Self {
+        use switchboard_tools::sim;
+        let config = sim::SimConfig {
+            count: 1,
+            profile: sim::Profile::Tasmota,
+            seed,
+            behaviour: sim::Behaviour {
+                button_mean: None,
+                fault_mean: None,
+                ..sim::Behaviour::default()
+            },
+        };
+        let devices = sim::fleet(&config);
+        let id = sim::device_id(&devices[0], 0).to_string();
+        let tracker = tokio_util::task::TaskTracker::new();
+        let stop = CancellationToken::new();
+        let broker = sim::BrokerOptions {
+            addr: gw.mqtt.to_string(),
+            username: None,
+            password: None,
+        };
+        sim::spawn(devices, &broker, &tracker, &stop);
+        Self { id, tracker, stop }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
 #[derive(Debug)]
 struct Reply {
     status: u16,
@@ -286,28 +326,9 @@ async fn retained_messages_are_listed_and_deleted() {
 
 #[tokio::test]
 async fn device_power_is_confirmed_by_a_simulated_tasmota_plug() {
-    use switchboard_tools::sim;
     let gw = Gateway::start(true, None).await;
-    let config = sim::SimConfig {
-        count: 1,
-        profile: sim::Profile::Tasmota,
-        seed: 7,
-        behaviour: sim::Behaviour {
-            button_mean: None,
-            fault_mean: None,
-            ..sim::Behaviour::default()
-        },
-    };
-    let devices = sim::fleet(&config);
-    let id = sim::device_id(&devices[0], 0).to_string();
-    let tracker = tokio_util::task::TaskTracker::new();
-    let sim_stop = CancellationToken::new();
-    let broker = sim::BrokerOptions {
-        addr: gw.mqtt.to_string(),
-        username: None,
-        password: None,
-    };
-    sim::spawn(devices, &broker, &tracker, &sim_stop);
+    let plug = SimPlug::start(&gw, 7);
+    let id = plug.id.clone();
 
     let path = format!("/api/v1/devices/{id}");
     let device = until(&gw, &path, |r| {
@@ -363,9 +384,7 @@ async fn device_power_is_confirmed_by_a_simulated_tasmota_plug() {
             .status,
         404
     );
-    sim_stop.cancel();
-    tracker.close();
-    tracker.wait().await;
+    plug.stop().await;
     gw.stop().await;
 }
 
@@ -686,28 +705,9 @@ async fn the_device_channel_mirrors_a_plug_and_switches_it() {
 /// gateway) must not read the API. curl-style requests and the dashboard's own origin still work.
 #[tokio::test]
 async fn requests_from_other_sites_change_nothing() {
-    use switchboard_tools::sim;
     let gw = Gateway::start(false, None).await;
-    let config = sim::SimConfig {
-        count: 1,
-        profile: sim::Profile::Tasmota,
-        seed: 11,
-        behaviour: sim::Behaviour {
-            button_mean: None,
-            fault_mean: None,
-            ..sim::Behaviour::default()
-        },
-    };
-    let devices = sim::fleet(&config);
-    let id = sim::device_id(&devices[0], 0).to_string();
-    let tracker = tokio_util::task::TaskTracker::new();
-    let sim_stop = CancellationToken::new();
-    let broker = sim::BrokerOptions {
-        addr: gw.mqtt.to_string(),
-        username: None,
-        password: None,
-    };
-    sim::spawn(devices, &broker, &tracker, &sim_stop);
+    let plug = SimPlug::start(&gw, 11);
+    let id = plug.id.clone();
     let path = format!("/api/v1/devices/{id}");
     let state = |reply: &Reply| reply.json()["relays"][0]["state"].clone();
     let before = until(&gw, &path, |r| {
@@ -787,9 +787,7 @@ async fn requests_from_other_sites_change_nothing() {
     let curl = "Host: localhost\r\nContent-Type: application/json; charset=utf-8\r\n";
     let reply = raw_request(gw.http, "POST", "/api/v1/schedules", curl, &schedule).await;
     assert_eq!(reply.status, 201, "{reply:?}");
-    sim_stop.cancel();
-    tracker.close();
-    tracker.wait().await;
+    plug.stop().await;
     gw.stop().await;
 }
 

@@ -1183,7 +1183,6 @@ fn terminal_password_prompts_do_not_echo() {
 /// loopback request without forwarding headers still gets both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_forwarded_headers_are_not_loopback() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let gw = Gateway::start(|c| {
         quick(c);
         c.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
@@ -1210,17 +1209,8 @@ async fn spoofed_forwarded_headers_are_not_loopback() {
         ReasonCode::Success
     );
     let get = async |extra: &str| -> String {
-        let mut s = tokio::net::TcpStream::connect(gw.http).await.unwrap();
-        let req = format!(
-            "GET /api/v1/clients HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\r\n"
-        );
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut out = String::new();
-        tokio::time::timeout(TIMEOUT, s.read_to_string(&mut out))
-            .await
-            .unwrap()
-            .unwrap();
-        out
+        let s = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+        http_get(s, "/api/v1/clients", extra).await
     };
     let proxied = get("X-Forwarded-For: 203.0.113.7\r\n").await;
     assert!(proxied.starts_with("HTTP/1.1 403"), "{proxied}");
@@ -1322,17 +1312,7 @@ impl Nginx {
 
     /// An HTTP GET of `path` through nginx from `client`: status line and body.
     async fn get(&self, client: &str, path: &str, extra: &str) -> String {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let mut s = self.connect(client).await;
-        let req =
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\r\n");
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut out = String::new();
-        tokio::time::timeout(TIMEOUT, s.read_to_string(&mut out))
-            .await
-            .unwrap()
-            .unwrap();
-        out
+        http_get(self.connect(client).await, path, extra).await
     }
 
     /// An MQTT WebSocket through nginx from `client` with extra request headers; the CONNACK
@@ -1409,4 +1389,22 @@ async fn behind_nginx_the_client_is_the_one_nginx_saw() {
     let api = nginx.get("127.0.0.1", "/api/v1/clients", "").await;
     assert!(api.starts_with("HTTP/1.1 200"), "{api}");
     gw.stop().await;
+}
+
+/// A `GET path` for `Host: localhost` over `stream` with extra header lines (each ending in
+/// `\r\n`); the whole response.
+async fn http_get(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    path: &str,
+    extra: &str,
+) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(TIMEOUT, stream.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
 }
