@@ -50,7 +50,7 @@ impl Gateway {
         let options = switchboard::RunOptions {
             clock: clock.map(|c| c as Arc<dyn switchboard::schedule::Clock>),
         };
-        let running = harness::Running::start_with(config, options).await;
+        let running = harness::Running::start(config, options).await;
         Self {
             mqtt: running.bound.mqtt[0],
             http: running.bound.http[0],

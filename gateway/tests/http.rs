@@ -95,7 +95,7 @@ impl Gateway {
 
         let mut config = harness::loopback(data.path());
         config.www = www.path().to_owned();
-        let running = harness::Running::start(config).await;
+        let running = harness::Running::start(config, switchboard::RunOptions::default()).await;
         Self {
             www: www.path().to_owned(),
             http: running.bound.http[0],

@@ -71,7 +71,7 @@ async fn start_with(
     config.broker.sys_interval = sys_interval;
     tweak(&mut config);
     // The tests stop it by cancelling the token.
-    let running = harness::Running::start(config).await;
+    let running = harness::Running::start(config, switchboard::RunOptions::default()).await;
     let bound = &running.bound;
     (bound.mqtt[0], bound.http[0], running.shutdown.clone(), dir)
 }

@@ -29,7 +29,7 @@ impl Gateway {
         let mut config = harness::loopback(dir);
         config.listeners.http = Vec::new();
         tweak(&mut config);
-        let running = harness::Running::start(config).await;
+        let running = harness::Running::start(config, switchboard::RunOptions::default()).await;
         Self {
             addr: running.bound.mqtt[0],
             running,

@@ -39,7 +39,7 @@ impl Gateway {
         if !users.is_empty() {
             config.scram.file = Some(scram_file.clone());
         }
-        let running = harness::Running::start(config).await;
+        let running = harness::Running::start(config, switchboard::RunOptions::default()).await;
         Self {
             addr: running.bound.mqtt[0],
             scram_file,

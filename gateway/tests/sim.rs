@@ -18,7 +18,7 @@ async fn mixed_household_against_switchboard() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = harness::loopback(&dir.path().join("data"));
     config.listeners.http = vec![];
-    let gateway = harness::Running::start(config).await;
+    let gateway = harness::Running::start(config, switchboard::RunOptions::default()).await;
     let addr = gateway.bound.mqtt[0].to_string();
     let mut obs = Observer::start(&addr, ProtocolVersion::V3_1_1).await;
     let devices = fleet(Profile::Mixed, 5);

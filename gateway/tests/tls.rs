@@ -39,7 +39,7 @@ impl Gateway {
             std::fs::write(&path, acl).unwrap();
             config.security.acl_file = Some(path);
         }
-        let running = harness::Running::start(config).await;
+        let running = harness::Running::start(config, switchboard::RunOptions::default()).await;
         Self {
             mqtts: running.bound.mqtts[0],
             http: running.bound.http[0],

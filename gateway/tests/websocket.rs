@@ -43,7 +43,7 @@ impl Gateway {
         let mut config = harness::loopback(data.path());
         config.www = www.path().to_owned();
         configure(&mut config);
-        let running = harness::Running::start(config).await;
+        let running = harness::Running::start(config, switchboard::RunOptions::default()).await;
         Self {
             http: running.bound.http[0],
             mqtt: running.bound.mqtt[0],

@@ -41,7 +41,7 @@ impl TestBroker {
         let mut config = harness::loopback(dir.path());
         config.broker = broker;
         config.listeners.http = Vec::new();
-        let running = harness::Running::start(config).await;
+        let running = harness::Running::start(config, switchboard::RunOptions::default()).await;
         Self {
             addr: running.bound.mqtt[0],
             shutdown: running.shutdown.clone(),

@@ -2,8 +2,6 @@
 //! (bounded) for its listeners, and stopping it by its shutdown token. Each test binary builds
 //! its own [`Config`] (usually from [`loopback`]) and keeps what it needs of [`Bound`].
 
-#![allow(dead_code, unreachable_pub)] // Each test binary uses a different part of this module.
-
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,14 +10,14 @@ use switchboard::{Bound, RunOptions};
 use tokio_util::sync::CancellationToken;
 
 /// Longest wait for the listeners to be bound, and for a stop.
-pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for a stop (connections close, the store flushes).
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A configuration with MQTT and HTTP on ephemeral loopback ports, data in `data_dir`, the
 /// dashboard served from `data_dir` too (tests that need files set `www`), no `$SYS` traffic,
 /// and schedules in UTC.
-pub fn loopback(data_dir: &Path) -> Config {
+pub(crate) fn loopback(data_dir: &Path) -> Config {
     let mut config = Config {
         data_dir: data_dir.to_owned(),
         www: data_dir.to_owned(),
@@ -36,22 +34,18 @@ pub fn loopback(data_dir: &Path) -> Config {
 
 /// A running in-process gateway.
 #[derive(Debug)]
-pub struct Running {
+pub(crate) struct Running {
     /// Where it listens.
-    pub bound: Bound,
+    pub(crate) bound: Bound,
     /// Cancelled by [`Running::stop`]; tests may cancel it themselves.
-    pub shutdown: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Running {
-    /// Starts `config` and waits until every listener is bound.
-    pub async fn start(config: Config) -> Self {
-        Self::start_with(config, RunOptions::default()).await
-    }
-
-    /// [`Running::start`] with [`RunOptions`] (a virtual clock, ...).
-    pub async fn start_with(config: Config, options: RunOptions) -> Self {
+    /// Starts `config` with `options` (a virtual clock, ...) and waits until every listener is
+    /// bound.
+    pub(crate) async fn start(config: Config, options: RunOptions) -> Self {
         let shutdown = CancellationToken::new();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(switchboard::run_with(
@@ -78,7 +72,7 @@ impl Running {
     }
 
     /// Cancels the shutdown token and waits for `run` to return `Ok`.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         tokio::time::timeout(STOP_TIMEOUT, self.task)
             .await

@@ -47,7 +47,7 @@ impl Gateway {
         let mut config = harness::loopback(dir.path());
         configure(&mut config);
         let data_dir = config.data_dir.clone();
-        let running = harness::Running::start(config).await;
+        let running = harness::Running::start(config, switchboard::RunOptions::default()).await;
         Self {
             mqtt: running.bound.mqtt[0],
             http: running.bound.http[0],
